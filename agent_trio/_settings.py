@@ -1,0 +1,227 @@
+"""Configuration, from the environment and a ``.env`` file in the working directory.
+
+The variable names are part of the external contract (``API.md``): a field ``foo_bar``
+is read from ``FOO_BAR``. After validation the provider-dependent fields are resolved:
+``llm_provider``, ``embedding_provider`` and ``graph_dialect`` are never ``None`` or
+``"auto"``, and the base URL, model and dimensions are filled from the provider's
+defaults where unset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent_trio._errors import ConfigError
+
+__all__ = ["EMBEDDING_DEFAULTS", "LLM_DEFAULTS", "Settings", "load_settings"]
+
+LlmProvider = Literal["openai", "ollama", "openrouter", "none"]
+EmbeddingProvider = Literal["jina", "openai", "local"]
+GraphDialect = Literal["auto", "neo4j", "arcadedb"]
+
+#: provider -> (base URL, model)
+LLM_DEFAULTS: dict[str, tuple[str, str]] = {
+    "openai": ("https://api.openai.com/v1", "gpt-4o-mini"),
+    "ollama": ("http://127.0.0.1:11434/v1", "llama3.1"),
+    "openrouter": ("https://openrouter.ai/api/v1", "openai/gpt-4o-mini"),
+    "none": ("", "extractive"),
+}
+
+#: provider -> (base URL, model, dimensions)
+EMBEDDING_DEFAULTS: dict[str, tuple[str, str, int]] = {
+    "jina": ("https://api.jina.ai/v1", "jina-embeddings-v3", 1024),
+    "openai": ("https://api.openai.com/v1", "text-embedding-3-small", 1536),
+    "local": ("", "all-MiniLM-L6-v2", 384),
+}
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    # -- graph -------------------------------------------------------------
+    agent_data_dir: Path = Path("./data")
+    neo4j_uri: str | None = None
+    neo4j_user: str = "neo4j"
+    neo4j_password: SecretStr | None = None
+    neo4j_database: str = "neo4j"
+    graph_dialect: GraphDialect = "auto"
+    graph_max_concurrency: int = Field(16, ge=1, le=1024)
+    #: server-side transaction timeout; shorter than any Trio deadline around a query
+    graph_query_timeout_seconds: float = Field(30.0, gt=0)
+
+    # -- embedded engine (used when NEO4J_URI is unset) ----------------------
+    engine_heap_mb: int = Field(512, ge=128, le=65536)
+    engine_start_timeout_seconds: float = Field(60.0, gt=0)
+    engine_stop_grace_seconds: float = Field(5.0, gt=0)
+
+    # -- LLM ---------------------------------------------------------------
+    llm_provider: LlmProvider | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_choice: str | None = None
+    llm_max_concurrency: int = Field(8, ge=1, le=1024)
+    llm_rate_limit_per_minute: int = Field(0, ge=0)
+    llm_request_timeout_seconds: float = Field(120.0, gt=0)
+
+    # -- embeddings --------------------------------------------------------
+    embedding_provider: EmbeddingProvider | None = None
+    embedding_base_url: str | None = None
+    embedding_api_key: SecretStr | None = None
+    embedding_model: str | None = None
+    embedding_dimensions: int | None = Field(None, ge=1, le=8192)
+    embedding_max_concurrency: int = Field(3, ge=1, le=1024)
+    embedding_rate_limit_per_minute: int = Field(60, ge=0)
+    embedding_batch_size: int = Field(100, ge=1, le=2048)
+    embedding_request_timeout_seconds: float = Field(60.0, gt=0)
+
+    # -- shared upstream behaviour -----------------------------------------
+    upstream_max_attempts: int = Field(5, ge=1, le=20)
+    upstream_breaker_threshold: int = Field(5, ge=1)
+    upstream_breaker_cooldown_seconds: float = Field(30.0, gt=0)
+
+    # -- chat and agent ----------------------------------------------------
+    chat_max_concurrency: int = Field(64, ge=1, le=100_000)
+    chat_timeout_seconds: float = Field(120.0, gt=0)
+    agent_max_steps: int = Field(8, ge=1, le=100)
+
+    # -- ingestion ---------------------------------------------------------
+    chunk_size: int = Field(1000, ge=100, le=20_000)
+    chunk_overlap: int = Field(200, ge=0)
+
+    # -- HTTP --------------------------------------------------------------
+    api_key: SecretStr | None = None
+    cors_origins: str | None = None
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    shutdown_timeout_seconds: float = Field(15.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        # ``FOO=`` in a .env file means "not set", not "the empty string".
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
+        return data
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        set_ = object.__setattr__  # the model is frozen; resolution happens once, here
+        if self.graph_dialect == "auto":
+            set_(self, "graph_dialect", "neo4j" if self.neo4j_uri else "arcadedb")
+        if self.neo4j_uri and not self.neo4j_uri.split("://", 1)[0] in _BOLT_SCHEMES:
+            raise ValueError(f"NEO4J_URI must start with one of {sorted(_BOLT_SCHEMES)}://")
+
+        if self.llm_provider is None:
+            auto = self.llm_base_url is not None or self.llm_api_key is not None
+            set_(self, "llm_provider", "openai" if auto else "none")
+        assert self.llm_provider is not None
+        llm_url, llm_model = LLM_DEFAULTS[self.llm_provider]
+        if self.llm_base_url is None and llm_url:
+            set_(self, "llm_base_url", llm_url)
+        if self.llm_choice is None:
+            set_(self, "llm_choice", llm_model)
+        if self.llm_provider in ("openai", "openrouter") and self.llm_api_key is None:
+            if self.llm_base_url == llm_url:
+                raise ValueError(
+                    f"LLM_API_KEY is required when LLM_PROVIDER={self.llm_provider} "
+                    "and LLM_BASE_URL is the provider's own"
+                )
+
+        if self.embedding_provider is None:
+            if self.embedding_base_url is not None:
+                set_(self, "embedding_provider", "openai")
+            elif self.embedding_api_key is not None:
+                set_(self, "embedding_provider", "jina")
+            else:
+                set_(self, "embedding_provider", "local")
+        assert self.embedding_provider is not None
+        emb_url, emb_model, emb_dims = EMBEDDING_DEFAULTS[self.embedding_provider]
+        if self.embedding_base_url is None and emb_url:
+            set_(self, "embedding_base_url", emb_url)
+        if self.embedding_model is None:
+            set_(self, "embedding_model", emb_model)
+        if self.embedding_dimensions is None:
+            set_(self, "embedding_dimensions", emb_dims)
+        if self.embedding_provider == "jina" and self.embedding_api_key is None:
+            raise ValueError("EMBEDDING_API_KEY is required when EMBEDDING_PROVIDER=jina")
+        if (
+            self.embedding_provider == "local"
+            and self.embedding_dimensions != EMBEDDING_DEFAULTS["local"][2]
+        ):
+            raise ValueError(
+                "EMBEDDING_DIMENSIONS must be 384 (or unset) when EMBEDDING_PROVIDER=local"
+            )
+
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("CHUNK_OVERLAP must be smaller than CHUNK_SIZE")
+        return self
+
+    # -- derived -----------------------------------------------------------
+    @property
+    def embedded_engine(self) -> bool:
+        """True when the service starts its own graph engine (NEO4J_URI unset)."""
+        return self.neo4j_uri is None
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        if not self.cors_origins:
+            return []
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    def summary(self) -> dict[str, Any]:
+        """What /health may show: providers and models, never secrets or URLs with keys."""
+        return {
+            "graph": {
+                "dialect": self.graph_dialect,
+                "embedded": self.embedded_engine,
+            },
+            "embedder": {
+                "provider": self.embedding_provider,
+                "model": self.embedding_model,
+                "dimensions": self.embedding_dimensions,
+            },
+            "llm": {"provider": self.llm_provider, "model": self.llm_choice},
+        }
+
+
+_BOLT_SCHEMES = frozenset(
+    {"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}
+)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; raise :class:`ConfigError` with one line naming the variable.
+
+    ``overrides`` take precedence over the environment (used by tests and the CLI).
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if loc:
+            name = loc[0].upper()
+            value = err.get("input")
+            shown = "" if name.endswith(("KEY", "PASSWORD")) else f"={value!r}"
+            parts.append(f"{name}{shown}: {msg}")
+        else:
+            parts.append(msg)
+    return "invalid configuration: " + "; ".join(parts)
