@@ -18,7 +18,7 @@ layer in particular, handles only these::
     │   ├── UpstreamUnavailable     network errors, 5xx or 429 after retries were exhausted
     │   │   └── CircuitOpen         the breaker is open: failing fast without a request
     │   ├── UpstreamRejected        a 4xx other than 429: our request is wrong (not retried)
-    │   └── UpstreamProtocolError   the answer is malformed: bad JSON, missing or wrong-sized vectors
+    │   └── UpstreamProtocolError   malformed answer: bad JSON, missing or wrong-sized vectors
     └── IngestError                 one document could not be read or ingested
 
 Deadlines are not part of the tree: callers use ``trio.fail_after`` and get

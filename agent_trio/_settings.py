@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         set_ = object.__setattr__  # the model is frozen; resolution happens once, here
         if self.graph_dialect == "auto":
             set_(self, "graph_dialect", "neo4j" if self.neo4j_uri else "arcadedb")
-        if self.neo4j_uri and not self.neo4j_uri.split("://", 1)[0] in _BOLT_SCHEMES:
+        if self.neo4j_uri and self.neo4j_uri.split("://", 1)[0] not in _BOLT_SCHEMES:
             raise ValueError(f"NEO4J_URI must start with one of {sorted(_BOLT_SCHEMES)}://")
 
         if self.llm_provider is None:
@@ -132,12 +132,12 @@ class Settings(BaseSettings):
             set_(self, "llm_base_url", llm_url)
         if self.llm_choice is None:
             set_(self, "llm_choice", llm_model)
-        if self.llm_provider in ("openai", "openrouter") and self.llm_api_key is None:
-            if self.llm_base_url == llm_url:
-                raise ValueError(
-                    f"LLM_API_KEY is required when LLM_PROVIDER={self.llm_provider} "
-                    "and LLM_BASE_URL is the provider's own"
-                )
+        own_url = self.llm_base_url == llm_url
+        if self.llm_provider in ("openai", "openrouter") and self.llm_api_key is None and own_url:
+            raise ValueError(
+                f"LLM_API_KEY is required when LLM_PROVIDER={self.llm_provider} "
+                "and LLM_BASE_URL is the provider's own"
+            )
 
         if self.embedding_provider is None:
             if self.embedding_base_url is not None:
@@ -196,9 +196,7 @@ class Settings(BaseSettings):
         }
 
 
-_BOLT_SCHEMES = frozenset(
-    {"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}
-)
+_BOLT_SCHEMES = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,0 +1,97 @@
+"""Settings: the contract's names, defaults, resolution and one clear error line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent_trio import ConfigError, Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_match_the_contract() -> None:
+    s = load_settings()
+    assert s.agent_data_dir == Path("./data")
+    assert s.neo4j_uri is None
+    assert s.embedded_engine
+    assert s.graph_dialect == "arcadedb"
+    assert s.llm_provider == "none"
+    assert s.embedding_provider == "local"
+    assert s.embedding_dimensions == 384
+    assert (s.embedding_max_concurrency, s.embedding_rate_limit_per_minute) == (3, 60)
+    assert (s.embedding_batch_size, s.llm_max_concurrency, s.chat_max_concurrency) == (100, 8, 64)
+    assert (s.chat_timeout_seconds, s.agent_max_steps) == (120, 8)
+    assert s.api_key is None
+    assert s.cors_origin_list == []
+
+
+def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("EMBEDDING_BATCH_SIZE=7\nCORS_ORIGINS=http://a, http://b\n")
+    monkeypatch.setenv("NEO4J_URI", "neo4j://db.internal:7687")
+    s = load_settings()
+    assert s.embedding_batch_size == 7
+    assert s.cors_origin_list == ["http://a", "http://b"]
+    assert s.graph_dialect == "neo4j"
+    assert not s.embedded_engine
+
+
+def test_llm_provider_is_openai_when_a_url_or_key_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    s = load_settings()
+    assert s.llm_provider == "openai"
+    assert s.llm_base_url == "http://127.0.0.1:9/v1"
+    assert s.llm_choice == "gpt-4o-mini"
+
+
+def test_blank_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEO4J_URI", "")
+    monkeypatch.setenv("LLM_API_KEY", " ")
+    s = load_settings()
+    assert s.embedded_engine
+    assert s.llm_provider == "none"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("EMBEDDING_MAX_CONCURRENCY", "many", "EMBEDDING_MAX_CONCURRENCY='many'"),
+        ("EMBEDDING_MAX_CONCURRENCY", "0", "EMBEDDING_MAX_CONCURRENCY='0'"),
+        ("CHAT_TIMEOUT_SECONDS", "-1", "CHAT_TIMEOUT_SECONDS"),
+        ("GRAPH_DIALECT", "postgres", "GRAPH_DIALECT"),
+        ("LLM_PROVIDER", "skynet", "LLM_PROVIDER"),
+        ("NEO4J_URI", "http://x", "NEO4J_URI must start with"),
+        (
+            "EMBEDDING_PROVIDER",
+            "jina",
+            "EMBEDDING_API_KEY is required when EMBEDDING_PROVIDER=jina",
+        ),
+    ],
+)
+def test_invalid_values_fail_with_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, needle: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+    assert message.startswith("invalid configuration: ")
+
+
+def test_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_PROVIDER", "openrouter")
+    monkeypatch.setenv("API_KEY", "")
+    with pytest.raises(ConfigError, match="LLM_API_KEY is required"):
+        load_settings()
+    monkeypatch.setenv("LLM_API_KEY", "sk-secret-value")
+    s = load_settings()
+    assert "sk-secret-value" not in repr(s)
+    assert "sk-secret-value" not in str(s.summary())
