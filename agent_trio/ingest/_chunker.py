@@ -1,0 +1,304 @@
+"""Structure-aware chunking of a document's content.
+
+The content is cut, coarsest first, into
+
+1. sections at Markdown ATX headings (``#`` … ``######``, outside fenced code); a
+   section that holds nothing but its heading is joined to the next one;
+2. paragraphs at blank lines, with the heading line and each list item or table row
+   as a paragraph of its own;
+3. sentences;
+4. for a sentence longer than ``size``: runs of whole words, and for a word longer
+   than ``size``: slices of ``size`` characters.
+
+The smallest pieces (units) are packed in order into chunks of at most ``size``
+characters. A paragraph that fits in a chunk of its own is never split: the chunk
+is closed before it instead. A chunk never spans two sections.
+
+Each chunk's ``text`` is exactly ``content[start:end]`` with no surrounding
+whitespace, so offsets and provenance stay exact; the heading path is kept beside
+the text (:attr:`Chunk.context_text` prefixes it for embedding) rather than inside
+it, which would break that identity and count against ``size``.
+
+Overlap: the next chunk of the same section starts with the trailing units of the
+previous chunk that fit in ``overlap`` characters, dropped from the front as needed
+to make room. ``overlap`` is capped at ``size // 2``, so any value (0, or larger
+than ``size``) is accepted, every chunk brings new text and the number of chunks
+stays proportional to the length of the content.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from agent_trio.ingest._model import Chunk
+
+__all__ = [
+    "Heading",
+    "chunk_text",
+    "estimate_tokens",
+    "markdown_headings",
+    "sentence_spans",
+    "text_sentences",
+]
+
+Span = tuple[int, int]
+
+_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*")
+_FENCE = re.compile(r" {0,3}(?:```|~~~)")
+_BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
+_LINE_ITEM = re.compile(r"\n(?=[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t]|[ \t]*\|)")
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+")
+_LAST_WORD = re.compile(r"[\w.]+$")
+_ABBREVIATION = re.compile(
+    r"(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Mt|vs|etc|approx|No|Fig|Vol|e\.g|i\.e"
+    r"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|(?:[A-Za-z]\.)*[A-Za-z])"
+)
+_WORD = re.compile(r"\S+")
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+
+class Heading(NamedTuple):
+    """An ATX heading: its level (1-6), its title and the span of its line."""
+
+    level: int
+    title: str
+    start: int
+    end: int
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about four characters per token), at least 1 for text."""
+    return (len(text) + 3) // 4
+
+
+def markdown_headings(text: str) -> list[Heading]:
+    """Every ATX heading of ``text`` outside fenced code blocks, in order."""
+    headings: list[Heading] = []
+    in_fence = False
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        bare = line.rstrip("\r\n")
+        if _FENCE.match(bare):
+            in_fence = not in_fence
+        elif not in_fence and (match := _HEADING.fullmatch(bare)):
+            title = (match.group(2) or "").strip()
+            if title:
+                headings.append(Heading(len(match.group(1)), title, offset, offset + len(bare)))
+        offset += len(line)
+    return headings
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Spans of the sentences of ``text[start:end]``, each trimmed of whitespace.
+
+    A sentence ends at ``.``, ``!``, ``?`` or ``…`` (and closing quotes or brackets)
+    followed by whitespace, unless the next word starts in lower case or the word
+    before is a common abbreviation or an initial (``Dr.``, ``e.g.``, ``J.``).
+    """
+    stop = len(text) if end is None else end
+    spans: list[Span] = []
+    begin = start
+    for match in _SENTENCE_END.finditer(text, start, stop):
+        after = match.end()
+        if after < stop and text[after].islower():
+            continue
+        if _is_abbreviation(text, begin, match.start()):
+            continue
+        _append_trimmed(text, spans, begin, match.end())
+        begin = after
+    _append_trimmed(text, spans, begin, stop)
+    return spans
+
+
+def chunk_text(text: str, *, size: int, overlap: int) -> list[Chunk]:
+    """Cut ``text`` into chunks of at most ``size`` characters (see the module doc)."""
+    if size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {size}")
+    if overlap < 0:
+        raise ValueError(f"chunk overlap must not be negative, got {overlap}")
+    packer = _Packer(size=size, overlap=min(overlap, size // 2))
+    for section in _sections(text, markdown_headings(text)):
+        heading_spans = {(h.start, h.end) for h in section.headings}
+        for block, sentences in _paragraphs(text, section):
+            units = [u for s in sentences for u in _units(text, s, size)]
+            packer.add_paragraph(units, heading=block in heading_spans)
+        packer.end_section(section.path)
+    return [
+        Chunk(
+            index=i,
+            text=text[s:e],
+            token_estimate=estimate_tokens(text[s:e]),
+            heading_path=path,
+            start=s,
+            end=e,
+        )
+        for i, (path, s, e) in enumerate(packer.chunks)
+    ]
+
+
+def _is_abbreviation(text: str, begin: int, punct: int) -> bool:
+    word = _LAST_WORD.search(text, max(begin, punct - 12), punct)
+    return word is not None and _ABBREVIATION.fullmatch(word.group()) is not None
+
+
+def _append_trimmed(text: str, spans: list[Span], start: int, end: int) -> None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if start < end:
+        spans.append((start, end))
+
+
+class _Section(NamedTuple):
+    path: tuple[str, ...]
+    start: int
+    end: int
+    headings: list[Heading]
+
+
+def _sections(text: str, headings: list[Heading]) -> list[_Section]:
+    """The sections of ``text``; a section with nothing but headings joins the next one."""
+    bounds = [0, *(h.start for h in headings), len(text)]
+    paths: list[tuple[str, ...]] = [()]
+    stack: list[Heading] = []
+    for heading in headings:
+        stack = [h for h in stack if h.level < heading.level] + [heading]
+        paths.append(tuple(h.title for h in stack))
+    sections: list[_Section] = []
+    pending: _Section | None = None
+    for i, path in enumerate(paths):
+        own = headings[i - 1 : i] if i > 0 else []
+        section = _Section(path, bounds[i], bounds[i + 1], own)
+        if pending is not None:
+            section = section._replace(start=pending.start, headings=pending.headings + own)
+        body_start = own[0].end if own else section.start
+        if not text[body_start : section.end].strip() and i + 1 < len(paths):
+            pending = section
+            continue
+        sections.append(section)
+        pending = None
+    return sections
+
+
+def _paragraphs(text: str, section: _Section) -> list[tuple[Span, list[Span]]]:
+    """Paragraphs of a section with their sentence spans; heading lines stand alone."""
+    blocks: list[Span] = []
+    cursor = section.start
+    for heading in section.headings:
+        blocks.extend(_split_spans(text, cursor, heading.start, _BLANK_LINES))
+        blocks.append((heading.start, heading.end))
+        cursor = heading.end
+    blocks.extend(_split_spans(text, cursor, section.end, _BLANK_LINES))
+    blocks = [line for block in blocks for line in _split_spans(text, *block, _LINE_ITEM)]
+    return [((s, e), sentence_spans(text, s, e)) for s, e in blocks]
+
+
+def _split_spans(text: str, start: int, end: int, separator: re.Pattern[str]) -> list[Span]:
+    spans: list[Span] = []
+    begin = start
+    for match in separator.finditer(text, start, end):
+        _append_trimmed(text, spans, begin, match.start())
+        begin = match.end()
+    _append_trimmed(text, spans, begin, end)
+    return spans
+
+
+def _units(text: str, span: Span, size: int) -> list[Span]:
+    """The span itself when it fits, else runs of whole words, else slices of a word."""
+    start, end = span
+    if end - start <= size:
+        return [span]
+    units: list[Span] = []
+    run: Span | None = None
+    for match in _WORD.finditer(text, start, end):
+        word_start, word_end = match.span()
+        if run is not None and word_end - run[0] <= size:
+            run = (run[0], word_end)
+            continue
+        if run is not None:
+            units.append(run)
+        while word_end - word_start > size:
+            units.append((word_start, word_start + size))
+            word_start += size
+        run = (word_start, word_end)
+    if run is not None:
+        units.append(run)
+    return units
+
+
+@dataclass
+class _Packer:
+    """Packs units into chunk spans; each emitted chunk holds at least one new unit."""
+
+    size: int
+    overlap: int
+    chunks: list[tuple[tuple[str, ...], int, int]] = field(default_factory=list)
+    _units: list[Span] = field(default_factory=list)
+    _fresh: int = 0
+    _fresh_text: int = 0
+    _pending: list[Span] = field(default_factory=list)
+
+    def add_paragraph(self, units: list[Span], *, heading: bool) -> None:
+        """Add a paragraph: whole in a new chunk if it fits in one, else unit by unit.
+
+        A chunk that so far holds only headings is never closed before a paragraph:
+        headings stay with the text that follows them.
+        """
+        if not units:
+            return
+        start, end = units[0][0], units[-1][1]
+        only_headings = self._fresh > 0 and self._fresh_text == 0
+        if end - start <= self.size and not self._fits(end) and not only_headings:
+            self._close()
+            self._trim_to(end)
+        for unit in units:
+            if not self._fits(unit[1]):
+                self._close()
+                self._trim_to(unit[1])
+            self._units.append(unit)
+            self._fresh += 1
+            self._fresh_text += not heading
+
+    def end_section(self, path: tuple[str, ...]) -> None:
+        self._close()
+        self._units = []
+        for start, end in self._pending:
+            self.chunks.append((path, start, end))
+        self._pending = []
+
+    def _fits(self, end: int) -> bool:
+        return not self._units or end - self._units[0][0] <= self.size
+
+    def _trim_to(self, end: int) -> None:
+        drop = 0
+        while drop < len(self._units) and end - self._units[drop][0] > self.size:
+            drop += 1
+        del self._units[:drop]
+
+    def _close(self) -> None:
+        """Emit the current chunk if it has new text; keep the overlap as the next start."""
+        if self._fresh:
+            self._pending.append((self._units[0][0], self._units[-1][1]))
+        last_end = self._units[-1][1] if self._units else 0
+        keep = len(self._units)
+        while keep > 0 and last_end - self._units[keep - 1][0] <= self.overlap:
+            keep -= 1
+        self._units = self._units[keep:]
+        self._fresh = 0
+        self._fresh_text = 0
+
+
+def text_sentences(text: str) -> list[Span]:
+    """Sentence spans of ``text`` without its heading lines; list items stand alone."""
+    headings = markdown_headings(text)
+    heading_spans = {(h.start, h.end) for h in headings}
+    whole = _Section((), 0, len(text), headings)
+    return [
+        sentence
+        for block, sentences in _paragraphs(text, whole)
+        if block not in heading_spans
+        for sentence in sentences
+    ]
