@@ -28,6 +28,7 @@ stays proportional to the length of the content.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -119,23 +120,36 @@ def chunk_text(text: str, *, size: int, overlap: int) -> list[Chunk]:
     if overlap < 0:
         raise ValueError(f"chunk overlap must not be negative, got {overlap}")
     packer = _Packer(size=size, overlap=min(overlap, size // 2))
-    for section in _sections(text, markdown_headings(text)):
+    headings = markdown_headings(text)
+    for section in _sections(text, headings):
         heading_spans = {(h.start, h.end) for h in section.headings}
         for block, sentences in _paragraphs(text, section):
             units = [u for s in sentences for u in _units(text, s, size)]
             packer.add_paragraph(units, heading=block in heading_spans)
-        packer.end_section(section.path)
+        packer.end_section()
+    starts = [h.start for h in headings]
+    paths = [(), *_heading_paths(headings)]
     return [
         Chunk(
             index=i,
             text=text[s:e],
             token_estimate=estimate_tokens(text[s:e]),
-            heading_path=path,
+            heading_path=paths[bisect.bisect_left(starts, e)],
             start=s,
             end=e,
         )
-        for i, (path, s, e) in enumerate(packer.chunks)
+        for i, (s, e) in enumerate(packer.chunks)
     ]
+
+
+def _heading_paths(headings: list[Heading]) -> list[tuple[str, ...]]:
+    """For each heading, the titles of it and the headings it sits under."""
+    paths: list[tuple[str, ...]] = []
+    stack: list[Heading] = []
+    for heading in headings:
+        stack = [h for h in stack if h.level < heading.level] + [heading]
+        paths.append(tuple(h.title for h in stack))
+    return paths
 
 
 def _is_abbreviation(text: str, begin: int, punct: int) -> bool:
@@ -153,7 +167,6 @@ def _append_trimmed(text: str, spans: list[Span], start: int, end: int) -> None:
 
 
 class _Section(NamedTuple):
-    path: tuple[str, ...]
     start: int
     end: int
     headings: list[Heading]
@@ -162,20 +175,15 @@ class _Section(NamedTuple):
 def _sections(text: str, headings: list[Heading]) -> list[_Section]:
     """The sections of ``text``; a section with nothing but headings joins the next one."""
     bounds = [0, *(h.start for h in headings), len(text)]
-    paths: list[tuple[str, ...]] = [()]
-    stack: list[Heading] = []
-    for heading in headings:
-        stack = [h for h in stack if h.level < heading.level] + [heading]
-        paths.append(tuple(h.title for h in stack))
     sections: list[_Section] = []
     pending: _Section | None = None
-    for i, path in enumerate(paths):
+    for i in range(len(headings) + 1):
         own = headings[i - 1 : i] if i > 0 else []
-        section = _Section(path, bounds[i], bounds[i + 1], own)
+        section = _Section(bounds[i], bounds[i + 1], own)
         if pending is not None:
             section = section._replace(start=pending.start, headings=pending.headings + own)
         body_start = own[0].end if own else section.start
-        if not text[body_start : section.end].strip() and i + 1 < len(paths):
+        if not text[body_start : section.end].strip() and i < len(headings):
             pending = section
             continue
         sections.append(section)
@@ -235,11 +243,10 @@ class _Packer:
 
     size: int
     overlap: int
-    chunks: list[tuple[tuple[str, ...], int, int]] = field(default_factory=list)
+    chunks: list[Span] = field(default_factory=list)
     _units: list[Span] = field(default_factory=list)
     _fresh: int = 0
     _fresh_text: int = 0
-    _pending: list[Span] = field(default_factory=list)
 
     def add_paragraph(self, units: list[Span], *, heading: bool) -> None:
         """Add a paragraph: whole in a new chunk if it fits in one, else unit by unit.
@@ -262,12 +269,10 @@ class _Packer:
             self._fresh += 1
             self._fresh_text += not heading
 
-    def end_section(self, path: tuple[str, ...]) -> None:
+    def end_section(self) -> None:
+        """Close the last chunk of a section; no overlap reaches into the next one."""
         self._close()
         self._units = []
-        for start, end in self._pending:
-            self.chunks.append((path, start, end))
-        self._pending = []
 
     def _fits(self, end: int) -> bool:
         return not self._units or end - self._units[0][0] <= self.size
@@ -281,7 +286,7 @@ class _Packer:
     def _close(self) -> None:
         """Emit the current chunk if it has new text; keep the overlap as the next start."""
         if self._fresh:
-            self._pending.append((self._units[0][0], self._units[-1][1]))
+            self.chunks.append((self._units[0][0], self._units[-1][1]))
         last_end = self._units[-1][1] if self._units else 0
         keep = len(self._units)
         while keep > 0 and last_end - self._units[keep - 1][0] <= self.overlap:
@@ -295,7 +300,7 @@ def text_sentences(text: str) -> list[Span]:
     """Sentence spans of ``text`` without its heading lines; list items stand alone."""
     headings = markdown_headings(text)
     heading_spans = {(h.start, h.end) for h in headings}
-    whole = _Section((), 0, len(text), headings)
+    whole = _Section(0, len(text), headings)
     return [
         sentence
         for block, sentences in _paragraphs(text, whole)
