@@ -1,5 +1,61 @@
 """The graph room: the only code that touches the neo4j driver."""
 
+from agent_trio.graph._dialects import (
+    ArcadeDialect,
+    Dialect,
+    DialectName,
+    Neo4jDialect,
+    make_dialect,
+)
 from agent_trio.graph._gateway import GraphGateway, GraphTarget, Record, Statement, open_graph
+from agent_trio.graph._lucene import lucene_query
+from agent_trio.graph._records import (
+    ChunkRecord,
+    DocumentRecord,
+    EntityRecord,
+    FactRecord,
+    MentionRecord,
+    entity_id_for,
+    entity_key,
+    fact_uuid_for,
+)
+from agent_trio.graph._rows import (
+    ChunkHit,
+    DocumentSummary,
+    EntityRow,
+    FactHit,
+    Neighbourhood,
+    StoredChunk,
+    StoredDocument,
+)
+from agent_trio.graph._store import KnowledgeStore
 
-__all__ = ["GraphGateway", "GraphTarget", "Record", "Statement", "open_graph"]
+__all__ = [
+    "ArcadeDialect",
+    "ChunkHit",
+    "ChunkRecord",
+    "Dialect",
+    "DialectName",
+    "DocumentRecord",
+    "DocumentSummary",
+    "EntityRecord",
+    "EntityRow",
+    "FactHit",
+    "FactRecord",
+    "GraphGateway",
+    "GraphTarget",
+    "KnowledgeStore",
+    "MentionRecord",
+    "Neighbourhood",
+    "Neo4jDialect",
+    "Record",
+    "Statement",
+    "StoredChunk",
+    "StoredDocument",
+    "entity_id_for",
+    "entity_key",
+    "fact_uuid_for",
+    "lucene_query",
+    "make_dialect",
+    "open_graph",
+]

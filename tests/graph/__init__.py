@@ -1,0 +1,1 @@
+"""Tests of the knowledge store and search (graph room)."""

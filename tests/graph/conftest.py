@@ -1,0 +1,77 @@
+"""Fixtures of the knowledge-store tests: a gateway on the session's engine.
+
+The tests use a database of their own on the shared engine (created once per
+session), so their schema — a 16-dimensional vector index — never meets another
+test's. Each test starts from an empty graph: data is wiped, the schema is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio_asyncio
+
+from agent_trio.graph import ArcadeDialect, GraphGateway, GraphTarget, KnowledgeStore, open_graph
+
+from .kb_support import DIMENSIONS
+
+KB_DATABASE = "knowledge_tests"
+
+
+def _server_command(engine_info: Any, client: httpx.Client, command: str) -> Any:
+    response = client.post(f"{engine_info.http_url}/api/v1/server", json={"command": command})
+    response.raise_for_status()
+    return response.json()["result"]
+
+
+@pytest.fixture(scope="session")
+def kb_database(engine_info: Any) -> Iterator[str]:
+    """A database of the knowledge-store tests on the session's engine."""
+    auth = (engine_info.user, engine_info.password)
+    with httpx.Client(auth=auth, timeout=60) as client:
+        if KB_DATABASE not in _server_command(engine_info, client, "list databases"):
+            _server_command(engine_info, client, f"create database {KB_DATABASE}")
+    yield KB_DATABASE
+    with httpx.Client(auth=auth, timeout=60) as client:
+        _server_command(engine_info, client, f"drop database {KB_DATABASE}")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def dialect(engine_info: Any, kb_database: str, http: httpx.AsyncClient) -> ArcadeDialect:
+    return ArcadeDialect(
+        http,
+        http_url=engine_info.http_url,
+        database=kb_database,
+        user=engine_info.user,
+        password=engine_info.password,
+    )
+
+
+@pytest.fixture
+async def gateway(
+    engine_info: Any, kb_database: str, dialect: ArcadeDialect
+) -> AsyncIterator[GraphGateway]:
+    """An open gateway on an empty graph with the schema in place."""
+    target = GraphTarget(engine_info.bolt_uri, engine_info.user, engine_info.password, kb_database)
+    async with (
+        trio_asyncio.open_loop() as loop,
+        open_graph(target, loop=loop, limiter=trio.CapacityLimiter(4), query_timeout=30) as gateway,
+    ):
+        await dialect.ensure_schema(gateway, DIMENSIONS)
+        await gateway.query("MATCH (n) DETACH DELETE n")
+        yield gateway
+
+
+@pytest.fixture
+def store(gateway: GraphGateway, dialect: ArcadeDialect) -> KnowledgeStore:
+    return KnowledgeStore(gateway, dialect, dimensions=DIMENSIONS)

@@ -1,0 +1,191 @@
+"""Replacing a document on the real engine: all of it, in one transaction, or nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import trio
+
+from agent_trio import GraphConstraintError, GraphQueryError
+from agent_trio.graph import (
+    ChunkRecord,
+    EntityRecord,
+    FactRecord,
+    GraphGateway,
+    KnowledgeStore,
+    MentionRecord,
+    Statement,
+)
+
+from .kb_support import Snapshot, axis, build_version, snapshot, union
+
+pytestmark = pytest.mark.engine
+
+
+class FailingGateway:
+    """The real gateway, with a failing statement slipped into every transaction."""
+
+    def __init__(self, gateway: GraphGateway, position: int) -> None:
+        self._gateway = gateway
+        self._position = position
+        self.sent: list[int] = []
+
+    async def transaction(self, statements: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+        statements = list(statements)
+        self.sent.append(len(statements))
+        statements.insert(min(self._position, len(statements)), Statement("RETURN 1 / 0 AS x"))
+        return await self._gateway.transaction(statements)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gateway, name)
+
+
+async def test_replace_document_writes_everything(
+    store: KnowledgeStore, gateway: GraphGateway
+) -> None:
+    v1 = build_version("doc-a", "v1", 5)
+    await store.replace_document(*v1.args())
+    assert await snapshot(gateway) == v1.expected()
+    assert await store.document_hash("doc-a") == "hash-doc-a-v1"
+    assert await store.document_hash("doc-unknown") is None
+
+
+async def test_rewrite_leaves_nothing_of_the_old_version(
+    store: KnowledgeStore, gateway: GraphGateway
+) -> None:
+    v1 = build_version("doc-a", "v1", 6, people=4)
+    other = build_version("doc-b", "b", 2, people=1)
+    await store.replace_document(*v1.args())
+    await store.replace_document(*other.args())
+    created = await store.get_document("doc-a")
+    assert created is not None
+    v2 = build_version("doc-a", "v2", 3, people=2)
+    await store.replace_document(*v2.args())
+    # v1's people are gone with v1; Acme stays (v2 and doc-b mention it)
+    assert await snapshot(gateway) == union(v2.expected(), other.expected())
+    again = await store.get_document("doc-a")
+    assert again is not None
+    assert again.created_at == created.created_at
+    assert again.updated_at >= created.updated_at
+    assert [c.id for c in again.chunks] == [c.id for c in v2.chunks]
+
+
+async def test_rewrite_with_the_same_ids_is_not_a_duplicate(
+    store: KnowledgeStore, gateway: GraphGateway
+) -> None:
+    v1 = build_version("doc-a", "v1", 4)
+    await store.replace_document(*v1.args())
+    await store.replace_document(*v1.args())
+    assert await snapshot(gateway) == v1.expected()
+
+
+@pytest.mark.parametrize("position", [0, 3, 4, 5, 99])
+async def test_a_failure_mid_transaction_leaves_the_old_version(
+    store: KnowledgeStore, gateway: GraphGateway, position: int
+) -> None:
+    v1 = build_version("doc-a", "v1", 4)
+    await store.replace_document(*v1.args())
+    failing = FailingGateway(gateway, position)
+    broken = KnowledgeStore(failing, store.dialect, dimensions=store.dimensions)  # type: ignore[arg-type]
+    with pytest.raises(GraphQueryError):
+        await broken.replace_document(*build_version("doc-a", "v2", 300, people=5).args())
+    assert failing.sent[0] > 5  # several statements were sent
+    assert await snapshot(gateway) == v1.expected()
+    assert gateway.limiter.statistics().borrowed_tokens == 0
+
+
+async def test_a_chunk_id_of_another_document_is_refused_whole(
+    store: KnowledgeStore, gateway: GraphGateway
+) -> None:
+    a = build_version("doc-a", "v1", 3)
+    b = build_version("doc-b", "v1", 2)
+    await store.replace_document(*a.args())
+    await store.replace_document(*b.args())
+    clash = build_version("doc-b", "v2", 2)
+    clash.chunks.append(ChunkRecord(a.chunks[0].id, 2, "a borrowed id", 2, axis(3)))
+    with pytest.raises(GraphConstraintError):
+        await store.replace_document(*clash.args())
+    assert await snapshot(gateway) == union(a.expected(), b.expected())
+
+
+async def test_inconsistent_records_are_refused_before_anything_is_sent(
+    store: KnowledgeStore, gateway: GraphGateway
+) -> None:
+    v = build_version("doc-a", "v1", 2)
+    chunk = v.chunks[0]
+    acme = v.entities[0]
+    cases: list[tuple[Any, ...]] = [
+        (v.document, [chunk, chunk], [], [], []),
+        (v.document, [ChunkRecord("c", 0, "t", 1, [1.0, 0.0])], [], [], []),
+        (v.document, [chunk], [], [FactRecord(acme.key, "nobody", "R", "f", chunk.id)], []),
+        (v.document, [chunk], [acme], [FactRecord(acme.key, acme.key, "R", "f", "nowhere")], []),
+        (v.document, [chunk], [acme], [], [MentionRecord("nowhere", acme.key)]),
+        (v.document, [chunk], [], [], [MentionRecord(chunk.id, "nobody")]),
+    ]
+    for args in cases:
+        with pytest.raises(ValueError, match=r"appears twice|dimension|not among"):
+            await store.replace_document(*args)
+    assert await snapshot(gateway) == Snapshot(set(), set(), set(), set(), set())
+
+
+def test_records_check_their_values() -> None:
+    with pytest.raises(ValueError, match="all zeros"):
+        ChunkRecord("c", 0, "t", 1, [0.0, 0.0])
+    with pytest.raises(ValueError, match="NaN"):
+        ChunkRecord("c", 0, "t", 1, [float("nan"), 1.0])
+    with pytest.raises(ValueError, match="valid_at"):
+        FactRecord("a", "b", "R", "f", "c", valid_at="last tuesday")
+    with pytest.raises(ValueError, match="normalises to nothing"):
+        EntityRecord(name="   ")
+    fact = FactRecord("a", "b", "R", "f", "c", valid_at="2024-05-01T12:00:00+02:00")
+    assert fact.valid_at == "2024-05-01T10:00:00.000Z"
+    assert FactRecord("a", "b", "R", "f", "c", valid_at="2024-05-01").valid_at == "2024-05-01"
+    assert fact.uuid == FactRecord("a", "b", "R", "f", "c").uuid  # derived, stable
+    assert fact.uuid != FactRecord("a", "b", "R", "another sentence", "c").uuid
+    assert EntityRecord(name="  ACME   Corp ").key == "acme corp"
+    assert EntityRecord(name="ACME Corp").id == EntityRecord(name="acme corp").id
+
+
+async def test_delete_all_removes_every_node_but_keeps_the_schema(
+    store: KnowledgeStore, gateway: GraphGateway
+) -> None:
+    for i in range(3):
+        await store.replace_document(*build_version(f"doc-{i}", "v1", 4).args())
+    deleted = await store.delete_all()
+    assert deleted == 3 + 3 * 4 + 4  # documents, chunks, Acme and three people
+    assert await snapshot(gateway) == Snapshot(set(), set(), set(), set(), set())
+    assert await store.dialect.vector_dimensions(gateway) == store.dimensions
+    v = build_version("doc-a", "v1", 2)
+    await store.replace_document(*v.args())  # still writable: the schema is intact
+    assert await snapshot(gateway) == v.expected()
+
+
+async def test_cancelled_replacement_leaves_one_whole_version(
+    store: KnowledgeStore, gateway: GraphGateway
+) -> None:
+    """Cancel at several points of the transaction: old or new, never a mixture."""
+    v1 = build_version("doc-a", "v1", 3)
+    v2 = build_version("doc-a", "v2", 400, people=6)
+    await store.replace_document(*v1.args())
+    whole = 0.0
+    for _ in range(2):  # how long an uncancelled replacement takes, about
+        started = time.perf_counter()
+        await store.replace_document(*v2.args())
+        whole = max(whole, time.perf_counter() - started)
+        await store.replace_document(*v1.args())
+
+    outcomes = []
+    for fraction in (0.0, 0.05, 0.15, 0.3, 0.5, 0.7, 0.9, 1.2, 1.6, 50.0):
+        with trio.move_on_after(whole * fraction):
+            await store.replace_document(*v2.args())
+        await trio.sleep(0.3)  # a statement cancelled here may still finish there
+        state = await snapshot(gateway)
+        assert state in (v1.expected(), v2.expected()), f"a mixture after {fraction}"
+        outcomes.append("new" if state == v2.expected() else "old")
+        assert gateway.limiter.statistics().borrowed_tokens == 0
+        await store.replace_document(*v1.args())
+    assert outcomes[0] == "old"
+    assert outcomes[-1] == "new"
