@@ -149,7 +149,9 @@ class GraphGateway:
         with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_DEADLINE) as scope:
             await self._loop.run_aio_coroutine(self._driver.close())
         if scope.cancelled_caught:
-            log.warning("closing the graph driver took longer than %.0f s; left it", _CLOSE_DEADLINE)
+            log.warning(
+                "closing the graph driver took longer than %.0f s; left it", _CLOSE_DEADLINE
+            )
 
 
 @asynccontextmanager

@@ -1,1 +1,6 @@
-"""agent_trio.service"""
+"""The service room: the root-nursery task that opens and closes every resource."""
+
+from agent_trio.service._health import health_report
+from agent_trio.service._service import Service, ServiceHooks, open_service, serve_service
+
+__all__ = ["Service", "ServiceHooks", "health_report", "open_service", "serve_service"]

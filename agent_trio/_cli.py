@@ -1,0 +1,61 @@
+"""The command line: ``python -m agent_trio serve|ingest|chat``.
+
+Exit codes: 0 success, 1 failure (for ``ingest``: any document failed), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agent_trio", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the HTTP API (same as hypercorn)")
+    serve.add_argument("--config", type=Path, default=Path("hypercorn.toml"))
+    serve.add_argument("--bind", action="append", help="address to bind, e.g. 127.0.0.1:8058")
+
+    ingest = commands.add_parser("ingest", help="ingest .md/.markdown/.txt files and folders")
+    ingest.add_argument("paths", nargs="+", type=Path)
+    ingest.add_argument("--clean", action="store_true", help="delete every document first")
+
+    chat = commands.add_parser("chat", help="interactive client of /chat/stream")
+    chat.add_argument("--url", default="http://127.0.0.1:8058")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "serve":
+        return _serve(args.config, args.bind)
+    if args.command == "ingest":
+        from agent_trio.ingest import run_ingest_command
+
+        return run_ingest_command(args.paths, clean=args.clean)
+    print("chat: not available in this version", file=sys.stderr)
+    return 2
+
+
+def _serve(config_path: Path, bind: list[str] | None) -> int:
+    from hypercorn.config import Config
+    from hypercorn.run import run
+
+    config = Config.from_toml(config_path) if config_path.exists() else Config()
+    if not config_path.exists():
+        config.worker_class = "trio"
+        config.workers = 0
+        config.bind = ["127.0.0.1:8058"]
+    config.application_path = "agent_trio.app:app"
+    if bind:
+        config.bind = bind
+    return run(config)

@@ -1,0 +1,73 @@
+"""The health report of GET /health: cheap, no search, no LLM call."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import trio
+
+from agent_trio._errors import AgentTrioError
+from agent_trio.service._service import Service
+
+__all__ = ["GRAPH_CHECK_DEADLINE", "health_report"]
+
+#: the graph check is one trivial query under this deadline
+GRAPH_CHECK_DEADLINE = 2.0
+
+
+async def health_report(service: Service) -> dict[str, Any]:
+    """Return the /health body; ``status`` is healthy, degraded or unhealthy."""
+    graph = await _check_graph(service)
+    embedder = _check_upstream(
+        service.embedder.statistics(), service.settings.summary()["embedder"]
+    )
+    if service.llm is None:
+        llm = {
+            "status": "ok",
+            "detail": "no LLM configured: extractive answers",
+            "provider": "none",
+        }
+    else:
+        llm = _check_upstream(service.llm.statistics(), service.settings.summary()["llm"])
+    if graph["status"] != "ok":
+        status = "unhealthy"
+    elif embedder["status"] != "ok" or llm["status"] != "ok":
+        status = "degraded"
+    else:
+        status = "healthy"
+    return {
+        "status": status,
+        "version": service.version,
+        "uptime_seconds": round(service.uptime_seconds(), 3),
+        "checks": {"graph": graph, "embedder": embedder, "llm": llm},
+        "limiters": service.limiter_statistics(),
+    }
+
+
+async def _check_graph(service: Service) -> dict[str, Any]:
+    start = time.perf_counter()
+    detail = "RETURN 1 answered"
+    ok = False
+    with trio.move_on_after(GRAPH_CHECK_DEADLINE) as scope:
+        try:
+            await service.graph.ping()
+            ok = True
+        except AgentTrioError as exc:
+            detail = str(exc)
+    if scope.cancelled_caught:
+        detail = f"no answer within {GRAPH_CHECK_DEADLINE:.0f} s"
+    return {
+        "status": "ok" if ok else "error",
+        "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+        "detail": detail,
+        **service.settings.summary()["graph"],
+    }
+
+
+def _check_upstream(stats: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    breaker = stats.get("breaker")
+    state = breaker.get("state") if isinstance(breaker, dict) else breaker
+    ok = state in (None, "closed", "half_open", "half-open")
+    detail = "ready" if ok else f"circuit breaker {state}: failing fast"
+    return {"status": "ok" if ok else "error", "detail": detail, **summary}

@@ -1,0 +1,180 @@
+"""The service: the root of every resource.
+
+:func:`open_service` opens, in order, the embedded engine (when ``NEO4J_URI`` is
+unset), a trio-asyncio loop, the neo4j driver (verified), the httpx clients and
+the named limiters, and closes them in reverse order on exit. Each resource is
+opened with ``async with`` and closes itself, shielded, under its own deadline,
+so a failure in one close step does not skip the others: the ``async with``
+blocks around it still exit. :func:`serve_service` is the long-running task form
+that a nursery starts: it reports the :class:`Service` through ``task_status``
+only once everything is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import trio
+import trio_asyncio
+
+from agent_trio._errors import ConfigError
+from agent_trio._settings import Settings
+from agent_trio._version import __version__
+from agent_trio.engine import EngineInfo, run_embedded_engine
+from agent_trio.graph import GraphGateway, GraphTarget, open_graph
+from agent_trio.upstream import Embedder, LlmClient, open_embedder, open_llm
+
+__all__ = ["Service", "ServiceHooks", "open_service", "serve_service"]
+
+log = logging.getLogger("agent_trio.service")
+
+EmbedderOpener = Callable[[Settings], AbstractAsyncContextManager[Embedder]]
+LlmOpener = Callable[[Settings], AbstractAsyncContextManager[LlmClient | None]]
+
+
+@dataclass(frozen=True)
+class ServiceHooks:
+    """What a caller may inject instead of the defaults (tests, benchmarks).
+
+    ``engine``: an embedded engine that is already running (tests share one per
+    session); ``embedder``/``llm``: openers used instead of the configured
+    providers (fakes of third-party APIs only).
+    """
+
+    engine: EngineInfo | None = None
+    embedder: EmbedderOpener | None = None
+    llm: LlmOpener | None = None
+
+
+@dataclass
+class Service:
+    """Everything a request needs, owned by the task that opened it."""
+
+    settings: Settings
+    graph: GraphGateway
+    embedder: Embedder
+    llm: LlmClient | None
+    http: httpx.AsyncClient
+    limiters: dict[str, trio.CapacityLimiter]
+    engine: EngineInfo | None
+    started_at: float = field(default_factory=time.monotonic)
+    _stop: trio.Event = field(default_factory=trio.Event, repr=False)
+
+    @property
+    def version(self) -> str:
+        return __version__
+
+    def uptime_seconds(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def request_stop(self) -> None:
+        """Ask :func:`serve_service` to close everything and return."""
+        self._stop.set()
+
+    def limiter_statistics(self) -> dict[str, dict[str, float | int]]:
+        out: dict[str, dict[str, float | int]] = {}
+        for name, limiter in self.limiters.items():
+            stats = limiter.statistics()
+            out[name] = {
+                "borrowed": stats.borrowed_tokens,
+                "total": stats.total_tokens,
+                "waiting": stats.tasks_waiting,
+            }
+        return out
+
+
+def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:
+    if engine is not None:
+        return GraphTarget(engine.bolt_uri, engine.user, engine.password, engine.database)
+    assert settings.neo4j_uri is not None
+    password = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
+    return GraphTarget(settings.neo4j_uri, settings.neo4j_user, password, settings.neo4j_database)
+
+
+@asynccontextmanager
+async def _engine_or_external(
+    settings: Settings, hooks: ServiceHooks
+) -> AsyncIterator[EngineInfo | None]:
+    """Start the embedded engine in a nursery we own, unless one is given or not wanted."""
+    if hooks.engine is not None or not settings.embedded_engine:
+        yield hooks.engine
+        return
+    async with trio.open_nursery() as nursery:
+        engine: EngineInfo = await nursery.start(run_embedded_engine, settings)
+        try:
+            yield engine
+        finally:
+            nursery.cancel_scope.cancel()  # the engine stops itself, shielded
+
+
+@asynccontextmanager
+async def open_service(
+    settings: Settings, *, hooks: ServiceHooks | None = None
+) -> AsyncIterator[Service]:
+    """Open every resource of the service; close all of them on exit."""
+    hooks = hooks or ServiceHooks()
+    if (
+        settings.graph_dialect == "arcadedb"
+        and not settings.embedded_engine
+        and hooks.engine is None
+    ):
+        raise ConfigError(
+            "GRAPH_DIALECT=arcadedb with NEO4J_URI set is not supported: "
+            "unset NEO4J_URI to use the embedded engine, or use GRAPH_DIALECT=neo4j"
+        )
+    limiters = {"graph": trio.CapacityLimiter(settings.graph_max_concurrency)}
+    open_emb = hooks.embedder or open_embedder
+    open_chat_llm = hooks.llm or open_llm
+    async with (
+        _engine_or_external(settings, hooks) as engine,
+        trio_asyncio.open_loop() as loop,
+        open_graph(
+            _graph_target(settings, engine),
+            loop=loop,
+            limiter=limiters["graph"],
+            query_timeout=settings.graph_query_timeout_seconds,
+        ) as graph,
+        httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=60.0)) as http,
+        open_emb(settings) as embedder,
+        open_chat_llm(settings) as llm,
+    ):
+        limiters["embedding"] = embedder.limiter
+        if llm is not None:
+            limiters["llm"] = llm.limiter
+        limiters["chat"] = trio.CapacityLimiter(settings.chat_max_concurrency)
+        service = Service(
+            settings=settings,
+            graph=graph,
+            embedder=embedder,
+            llm=llm,
+            http=http,
+            limiters=limiters,
+            engine=engine,
+        )
+        log.info(
+            "service ready: graph %s (%s), embedder %s/%s, llm %s",
+            "embedded" if engine else settings.neo4j_uri,
+            settings.graph_dialect,
+            embedder.provider,
+            embedder.model,
+            llm.model if llm else "none (extractive answers)",
+        )
+        yield service
+    log.info("service closed")
+
+
+async def serve_service(
+    settings: Settings,
+    *,
+    hooks: ServiceHooks | None = None,
+    task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the service until :meth:`Service.request_stop` or cancellation."""
+    async with open_service(settings, hooks=hooks) as service:
+        task_status.started(service)
+        await service._stop.wait()
