@@ -138,7 +138,7 @@ _START_VERBS = (
 )
 _END_CUE = re.compile(rf"\b(?:until|till|through|{_END_VERBS})\b")
 _START_CUE = re.compile(rf"\b(?:since|from|{_START_VERBS})\b")
-_CLAUSE_VERB = re.compile(rf"\b(?:{_END_VERBS}|{_START_VERBS})\b")
+_START_VERB = re.compile(rf"\b(?:{_START_VERBS})\b")
 _RANGE_END = re.compile(r"\s*(?:to|through|until|till|–|—|-)\s*")
 
 
@@ -198,6 +198,7 @@ def _closes(segment: str, *, after_date: bool) -> bool:
 _TOKEN = re.compile(r"[^\W_](?:[\w'’.&-]*[^\W_])?|&")
 _LIST_MARKER = re.compile(r"\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _INITIAL_CONTEXT = re.compile(r"(?:^|[:;\"“‘(]\s*|\s[–—-]\s)$")
+_PERIOD = re.compile(r"\d+|q[1-4]|h[12]|fy\d{2}(?:\d{2})?")  # numbers, quarters, halves
 _JOIN = re.compile(r"[ \t]+|[ \t]*\n[ \t]*")
 
 _STOP = _words(
@@ -271,7 +272,7 @@ _PLACE_NOUNS = _words(
     "farm farms field district region city town village site harbour harbor port island "
     "coast valley county province municipality"
 )
-_MODIFIERS = _words("a an the its his her their former then new managing acting interim deputy")
+_RELATIVES = _words("whose which that where when and but or who")
 _DEMONYM = re.compile(
     r"[a-z]+(?:ian|ese|ish|ean)|german|french|dutch|swiss|greek|thai|american|african|mexican"
 )
@@ -323,7 +324,7 @@ def _name_word(token: _Token) -> bool:
         _capitalised(token)
         and fold not in _ROLES
         and fold not in _TIME_WORDS
-        and not fold.isdigit()
+        and not _PERIOD.fullmatch(fold)
     )
 
 
@@ -413,7 +414,7 @@ class _Context:
     words: list[str]
     before: list[str]
     after: list[str]
-    after_is_lower: list[bool]
+    following: list[_Token]
     comma_after: bool
     possessive: bool
 
@@ -425,7 +426,7 @@ def _context(sentence: str, tokens: list[_Token], run: list[int]) -> _Context:
         words=[tokens[i].fold for i in run],
         before=[t.fold for t in tokens[max(0, run[0] - 4) : run[0]]],
         after=[t.fold for t in following],
-        after_is_lower=[not _capitalised(t) for t in following],
+        following=following,
         comma_after=sentence.startswith(",", last.end),
         possessive=last.possessive,
     )
@@ -455,12 +456,12 @@ def _person_cues(c: _Context) -> Cues:
     if c.before[-1:] and c.before[-1] in _TITLES:
         yield "person", 4
     elif c.before[-1:] and c.before[-1] in _ROLES:
-        yield "person", 2
+        yield "person", 3
     verb = c.after[0] if c.after else ""
     if verb in _PERSON_VERBS and not c.possessive and (verb == "who" or not c.comma_after):
         yield "person", 2
-    if c.comma_after and _first_after_modifiers(c.after) in _ROLES:
-        yield "person", 2  # "Lena Vogt, chief executive of …"
+    if _apposition(c) == "role":
+        yield "person", 4  # "Lena Vogt, chief executive of …"
 
 
 def _org_cues(c: _Context) -> Cues:
@@ -472,7 +473,7 @@ def _org_cues(c: _Context) -> Cues:
         yield "organization", 1
     if c.before[-1:] and c.before[-1] in _ORG_NOUNS:
         yield "organization", 2  # "the growth investor Moraine Ventures"
-    if c.comma_after and any(w in _ORG_NOUNS for w in c.after[:5]):
+    if _apposition(c) == "organization":
         yield "organization", 2  # "Corvid, a German company …"
 
 
@@ -483,7 +484,7 @@ def _place_cues(c: _Context) -> Cues:
             yield "place", 2
     elif c.before[-1:] == ["from"]:
         yield "place", 1
-    lower_after = [w for w, low in zip(c.after[:3], c.after_is_lower[:3], strict=True) if low]
+    lower_after = [t.fold for t in c.following[:3] if not _capitalised(t)]
     if not c.possessive and any(w in _PLACE_NOUNS for w in lower_after):
         yield "place", 2  # "the Skarv offshore wind farm"
 
@@ -495,8 +496,20 @@ def _product_cues(c: _Context) -> Cues:
         yield "product", 2
 
 
-def _first_after_modifiers(words: list[str]) -> str:
-    return next((w for w in words if w not in _MODIFIERS), "")
+def _apposition(c: _Context) -> str | None:
+    """What a phrase after a comma says the name is: "role", "organization" or nothing.
+
+    "Lena Vogt, the chief executive" (role) and "Corvid, a German company"
+    (organization); a relative clause ("Kestrel, whose chief …") says neither.
+    """
+    if not c.comma_after or not c.following or c.after[0] in _RELATIVES:
+        return None
+    for token in c.following[:5]:
+        if token.fold in _ROLES:
+            return "role"
+        if token.fold in _ORG_NOUNS and not token.possessive:
+            return "organization"
+    return None
 
 
 # -- relations -------------------------------------------------------------------------
@@ -786,8 +799,9 @@ def _fact(
 def _fact_dates(text: str, dates: list[_Date], bounds: tuple[int, int, int, int]) -> list[_Date]:
     """Dates between the two names, else after the second in the same clause.
 
-    A date after the second name belongs to the fact only when no other verb comes
-    first ("… co-founded Kestrel Labs, left the company in 2021" dates the leaving).
+    A date after the second name belongs to the fact unless a verb that starts
+    something else comes first ("X founded Y, which launched a product in 2021");
+    a verb that ends something closes the fact ("X joined Y and left in 2021").
     Failing both, the caller uses dates that open the sentence ("In May 2021, …").
     """
     left_end, right_start, right_end, scope_end = bounds
@@ -802,8 +816,9 @@ def _fact_dates(text: str, dates: list[_Date], bounds: tuple[int, int, int, int]
 
 
 def _states_relation(text: str) -> bool:
-    folded = text.casefold()
-    return bool(_CLAUSE_VERB.search(folded)) or any(c.pattern.search(folded) for c in _CUES)
+    """Whether ``text`` has a verb that starts another relation (ending ones don't count)."""
+    folded = _END_CUE.sub(" ", text.casefold())
+    return bool(_START_VERB.search(folded)) or any(c.pattern.search(folded) for c in _CUES)
 
 
 # -- the LLM extractor -----------------------------------------------------------------
