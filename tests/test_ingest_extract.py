@@ -110,6 +110,14 @@ async def test_dates_in_a_sentence_date_its_facts(when: str, iso: str | None) ->
             "Orion Bank sponsored Nova Dynamics, but the deal ended on 1 April 2020.",
             ("orion bank", "RELATED_TO", "nova dynamics", None, "2020-04-01"),
         ),
+        (
+            "Until March 2020, Helga Brandt worked at Orion Bank.",
+            ("helga brandt", "WORKS_AT", "orion bank", None, "2020-03-01"),
+        ),
+        (
+            "In 2019 Orion Bank acquired Nova Dynamics.",
+            ("orion bank", "ACQUIRED", "nova dynamics", "2019-01-01", None),
+        ),
     ],
 )
 async def test_start_and_end_dates(sentence: str, row: FactRow) -> None:
@@ -170,6 +178,15 @@ async def test_passive_agents_relate_to_the_clause_subject() -> None:
     assert ("helga brandt", "FOUNDED", "nova dynamics", "2016-01-01", None) in rows
     assert ("marcus lind", "FOUNDED", "nova dynamics", "2016-01-01", None) in rows
     assert ("nova dynamics", "LOCATED_IN", "tromsø", "2016-01-01", None) in rows
+
+
+async def test_passive_clause_after_text_that_changes_length_when_folded() -> None:
+    extraction = await _extract(
+        "Weißwald Straße Holdings was founded in Tromsø by Helga Brandt in 2019."
+    )
+    assert ("helga brandt", "FOUNDED", "weisswald strasse holdings", "2019-01-01", None) in _rows(
+        extraction
+    )
 
 
 async def test_entity_types_from_cues() -> None:

@@ -123,7 +123,7 @@ _DATE = re.compile(
     rf"|\b(?P<dmy_d>{_DAY})(?:{_TO}{_DAY})?\s+(?:of\s+)?(?P<dmy_m>{_MONTH}),?\s+(?P<dmy_y>{_YEAR})\b"
     rf"|\b(?P<my_m>{_MONTH}),?\s+(?:of\s+)?(?P<my_y>{_YEAR})\b"
     rf"|\bQ(?P<q>[1-4])\s+(?P<q_y>{_YEAR})\b"
-    r"|\b(?:in|since|from|until|till|through|by|during|to|early|late|mid-?|before|after)"
+    r"|\b(?i:in|since|from|until|till|through|by|during|to|early|late|mid-?|before|after)"
     rf"\s+(?P<year>{_YEAR})\b"
 )
 _END_VERBS = (
@@ -186,6 +186,7 @@ def _dates(sentence: str) -> list[_Date]:
 
 
 def _closes(segment: str, *, after_date: bool) -> bool:
+    segment = segment.casefold()
     if after_date and _RANGE_END.fullmatch(segment):
         return True
     ends = [m.start() for m in _END_CUE.finditer(segment)]
@@ -572,9 +573,9 @@ _CUES = (
     _cue("COMPETES_WITH", r"compet(?:es|ed|ing) with|competitor of|rival of|rivals"),
 )
 _PASSIVE_BY = re.compile(r"\s+by\b")
-_PASSIVE = re.compile(r"\b(?:was|were|is|are|been|being)\s+(?:\w+ly\s+)?([a-z-]+)\b")
-_AGENT = re.compile(r"\bby\s*$")
-_COORDINATION = re.compile(r"\s*(?:,\s*)?(?:and\s+|or\s+)?")
+_PASSIVE = re.compile(r"\b(?:was|were|is|are|been|being)\s+(?:\w+ly\s+)?([a-z-]+)\b", re.I)
+_AGENT = re.compile(r"\bby\s*$", re.I)
+_COORDINATION = re.compile(r"\s*(?:,\s*)?(?:and\s+|or\s+)?", re.I)
 _ENDS_WITH_PLACE_PREPOSITION = re.compile(r"\b(?:in|near)(?:\s+the)?\s*$")
 _ENDS_WITH_MEMBERSHIP = re.compile(r"\b(?:at|for|of|with)(?:\s+the)?\s*$")
 
@@ -728,24 +729,27 @@ def _passive_facts(
     The agents after ``by`` (and those joined to them by "and" or a comma) relate to
     the sentence's first entity, even when other names stand between them.
     """
-    text = sentence.text.casefold()
+    text = sentence.text
     (subject, subject_key), rest = ordered[0], ordered[1:]
     verb = _PASSIVE.search(text, subject.end)
     if verb is None:
         return []
-    relation = next((c.relation for c in _CUES if c.pattern.fullmatch(verb.group(1))), None)
+    word = verb.group(1).casefold()
+    relation = next((c.relation for c in _CUES if c.pattern.fullmatch(word)), None)
     if relation is None:
         return []
     facts = []
     previous_end, agent = verb.end(), False
-    for mention, key in rest:
+    for i, (mention, key) in enumerate(rest):
         if mention.start < verb.end():
             continue
         gap = text[previous_end : mention.start]
         agent = bool(_AGENT.search(gap)) or (agent and bool(_COORDINATION.fullmatch(gap)))
         previous_end = mention.end
         if agent and key != subject_key:
-            scoped = _fact_dates(text, dates, (subject.end, mention.start, mention.end, 0))
+            scope_end = rest[i + 1][0].start if i + 1 < len(rest) else len(text)
+            bounds = (subject.end, mention.start, mention.end, scope_end)
+            scoped = _fact_dates(text, dates, bounds) or _leading(dates, subject.start)
             valid_at = next((d.iso for d in scoped if not d.closes), None)
             invalid_at = next((d.iso for d in scoped if d.closes), None)
             facts.append(
@@ -789,7 +793,7 @@ def _fact(
     relation, reverse = _relation(between, types[left_key], types[right_key])
     scope_end = ordered[i + 2][0].start if i + 2 < len(ordered) else len(sentence.text)
     scoped = _fact_dates(sentence.text, dates, (left.end, right.start, right.end, scope_end))
-    scoped = scoped or [d for d in dates if d.start < ordered[0][0].start]
+    scoped = scoped or _leading(dates, ordered[0][0].start)
     valid_at = next((d.iso for d in scoped if not d.closes), None)
     invalid_at = next((d.iso for d in scoped if d.closes), None)
     subject, obj = (right_key, left_key) if reverse else (left_key, right_key)
@@ -802,7 +806,7 @@ def _fact_dates(text: str, dates: list[_Date], bounds: tuple[int, int, int, int]
     A date after the second name belongs to the fact unless a verb that starts
     something else comes first ("X founded Y, which launched a product in 2021");
     a verb that ends something closes the fact ("X joined Y and left in 2021").
-    Failing both, the caller uses dates that open the sentence ("In May 2021, …").
+    Failing both, the caller uses :func:`_leading` dates ("In May 2021, …").
     """
     left_end, right_start, right_end, scope_end = bounds
     inside = [d for d in dates if left_end <= d.start < right_start]
@@ -813,6 +817,11 @@ def _fact_dates(text: str, dates: list[_Date], bounds: tuple[int, int, int, int]
         for d in dates
         if right_end <= d.start < scope_end and not _states_relation(text[right_end : d.start])
     ]
+
+
+def _leading(dates: list[_Date], first_name: int) -> list[_Date]:
+    """Dates that open the sentence, before its first name: they date every fact in it."""
+    return [d for d in dates if d.start < first_name]
 
 
 def _states_relation(text: str) -> bool:
@@ -966,18 +975,18 @@ class LlmExtractor:
             {"role": "system", "content": _SYSTEM_PROMPT},
             {"role": "user", "content": f"Document: {doc.title}\n\nPassage:\n{chunk.text}"},
         ]
-        problem = ""
-        for _ in range(_ATTEMPTS):
+        for attempt in range(1, _ATTEMPTS + 1):
             answer = await self._complete(messages)
             try:
                 return _parse_output(answer)
             except ValidationError as exc:
                 problem = _describe(exc)
-            messages = [
-                *messages,
-                {"role": "assistant", "content": answer},
-                {"role": "user", "content": _RETRY_PROMPT.format(problem=problem)},
-            ]
+            if attempt < _ATTEMPTS:  # show the model its mistake
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": answer},
+                    {"role": "user", "content": _RETRY_PROMPT.format(problem=problem)},
+                ]
         logger.warning(
             "%s: chunk %d skipped: the model answered %d times without valid JSON (%s)",
             doc.source,
