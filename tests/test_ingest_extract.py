@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Sequence
 
 import pytest
@@ -259,6 +260,34 @@ async def test_rule_extraction_is_deterministic() -> None:
     first, second = await _extract(text), await _extract(text)
     assert first == second
     assert len(first.facts) >= 3
+
+
+def _tokens(text: str) -> list[str]:
+    return text.split(" ")
+
+
+SOUP = _tokens(
+    "Acme Corp the The in In by was acquired founded left until March 3, 2021 2021-02-30 Q4 "
+    "Dr. CEO of & and 's ’ Ltd. Zürich ß İstanbul QX-7 Oslo-based , . ! ? # - “ ” ( ) who "
+    "said Summit Park Labs Inc von de Bank England ' – Series A \n \n\n"
+)
+
+
+async def test_rule_extractor_is_consistent_on_arbitrary_text() -> None:
+    rng = random.Random(11)
+    for _ in range(150):
+        text = " ".join(rng.choice(SOUP) for _ in range(rng.randint(0, 250)))
+        doc = parse_document("soup.md", text)
+        chunks = chunk_text(doc.content, size=rng.choice([30, 300]), overlap=20)
+        extraction = await RuleExtractor().extract(doc, chunks)
+        keys = {e.key for e in extraction.entities}
+        assert len(keys) == len(extraction.entities)
+        for fact in extraction.facts:
+            assert fact.subject_key in keys
+            assert fact.object_key in keys
+            assert fact.subject_key != fact.object_key
+            assert fact.relation.isupper()
+            assert fact.sentence in " ".join(chunks[fact.chunk_index].text.split())
 
 
 async def test_no_chunks_no_entities() -> None:
