@@ -26,8 +26,9 @@ import logging
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import trio
@@ -92,27 +93,29 @@ def entity_key(name: str) -> str:
 
 # -- dates ---------------------------------------------------------------------------
 
-_MONTHS = {
-    name: number
-    for number, names in enumerate(
-        [
-            ("January", "Jan"),
-            ("February", "Feb"),
-            ("March", "Mar"),
-            ("April", "Apr"),
-            ("May",),
-            ("June", "Jun"),
-            ("July", "Jul"),
-            ("August", "Aug"),
-            ("September", "Sep", "Sept"),
-            ("October", "Oct"),
-            ("November", "Nov"),
-            ("December", "Dec"),
-        ],
-        start=1,
-    )
-    for name in names
-}
+_MONTHS: Mapping[str, int] = MappingProxyType(
+    {
+        name: number
+        for number, names in enumerate(
+            [
+                ("January", "Jan"),
+                ("February", "Feb"),
+                ("March", "Mar"),
+                ("April", "Apr"),
+                ("May",),
+                ("June", "Jun"),
+                ("July", "Jul"),
+                ("August", "Aug"),
+                ("September", "Sep", "Sept"),
+                ("October", "Oct"),
+                ("November", "Nov"),
+                ("December", "Dec"),
+            ],
+            start=1,
+        )
+        for name in names
+    }
+)
 _MONTH = "(?:" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
 _YEAR = r"(?:1[89]\d\d|2[01]\d\d)"
 _DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
@@ -832,15 +835,17 @@ def _states_relation(text: str) -> bool:
 
 # -- the LLM extractor -----------------------------------------------------------------
 
-_TYPE_SYNONYMS: dict[str, EntityType] = {
-    "organisation": "organization",
-    "company": "organization",
-    "org": "organization",
-    "location": "place",
-    "city": "place",
-    "country": "place",
-    "people": "person",
-}
+_TYPE_SYNONYMS: Mapping[str, EntityType] = MappingProxyType(
+    {
+        "organisation": "organization",
+        "company": "organization",
+        "org": "organization",
+        "location": "place",
+        "city": "place",
+        "country": "place",
+        "people": "person",
+    }
+)
 
 _SYSTEM_PROMPT = """\
 You extract a knowledge graph from one passage of a document.
