@@ -11,8 +11,10 @@ The content is cut, coarsest first, into
    than ``size``: slices of ``size`` characters.
 
 The smallest pieces (units) are packed in order into chunks of at most ``size``
-characters. A paragraph that fits in a chunk of its own is never split: the chunk
-is closed before it instead. A chunk never spans two sections.
+characters. A paragraph that fits in a chunk of its own is not split: the chunk is
+closed before it instead, unless that chunk holds only headings, which stay with
+the text after them. A chunk never spans two sections; its heading path is that of
+the last heading before its end.
 
 Each chunk's ``text`` is exactly ``content[start:end]`` with no surrounding
 whitespace, so offsets and provenance stay exact; the heading path is kept beside
