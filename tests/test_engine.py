@@ -25,10 +25,10 @@ import trio
 
 from agent_trio import DataDirLocked, EngineError, Settings, load_settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
-from agent_trio.engine import _run as engine_run
 from agent_trio.engine._bolt import bolt_handshake
 from agent_trio.engine._credentials import load_or_create_password
 from agent_trio.engine._output import TAIL_LINES, EngineOutput
+from agent_trio.engine._ports import pick_free_ports
 from agent_trio.engine._process import ChildProcess
 
 ENGINE_LOGGER = "agent_trio.engine"
@@ -180,7 +180,6 @@ async def test_ready_engine_answers_on_loopback_only(engine_info: EngineInfo) ->
 async def test_engine_outlives_trios_idle_worker_threads(engine_info: EngineInfo) -> None:
     # The kernel's parent-death signal follows the thread that forked. Trio's idle
     # worker threads exit after 10 s; an engine forked from one would be dead by now.
-    await trio.to_thread.run_sync(time.sleep, 0)
     await trio.sleep(max(0.0, 16 - _age_seconds(engine_info.pid)))
     assert _age_seconds(engine_info.pid) > 15
     assert _alive(engine_info.pid)
@@ -226,10 +225,10 @@ async def test_one_engine_per_data_dir_and_a_clean_stop(
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        real_pick = engine_run.pick_free_ports
-        picks = iter([[real_pick(1)[0], taken]])
+        picks = iter([[pick_free_ports(1)[0], taken]])
         monkeypatch.setattr(
-            engine_run, "pick_free_ports", lambda n: next(picks, None) or real_pick(n)
+            "agent_trio.engine._run.pick_free_ports",
+            lambda n: next(picks, None) or pick_free_ports(n),
         )
 
         async with trio.open_nursery() as nursery:
@@ -304,6 +303,7 @@ async def test_engine_dies_when_its_parent_is_killed(tmp_path: Path) -> None:
 
     await _wait_gone(engine_pid, seconds=10)
     assert not _alive(engine_pid)
+    assert _engine_pids(data_dir) == []
     _assert_unlocked(data_dir)
 
 

@@ -132,8 +132,10 @@ async def _run_once(
 
 
 async def _stop(child: ChildProcess, output: EngineOutput, grace: float) -> None:
-    code = await child.stop(grace)
-    child.close()
+    try:
+        code = await child.stop(grace)
+    finally:
+        child.close()
     with trio.move_on_after(_DRAIN_SECONDS):
         await output.closed.wait()
     _log.info("engine pid %d stopped (exit status %s)", child.pid, code)
