@@ -1,1 +1,55 @@
-"""agent_trio.upstream"""
+"""agent_trio.upstream: httpx clients for the LLM and embedding APIs, and a local embedder.
+
+Both HTTP clients share one :class:`Upstream` machinery per API: a concurrency
+limiter adjusted by AIMD, a fair rolling-window rate limiter on the Trio clock that a
+429 pauses for every caller, retries with exponential back-off and jitter (stamina,
+sleeping on the Trio clock, never holding a slot), per-attempt deadlines, and a
+circuit breaker. Errors are those of :mod:`agent_trio._errors`.
+"""
+
+from agent_trio.upstream._adaptive import AdaptiveLimits
+from agent_trio.upstream._breaker import BreakerState, CircuitBreaker
+from agent_trio.upstream._embedder import Embedder, HttpEmbedder, parse_embeddings
+from agent_trio.upstream._http import parse_retry_after
+from agent_trio.upstream._llm import LlmClient, open_llm
+from agent_trio.upstream._local import LocalEmbedder
+from agent_trio.upstream._messages import (
+    Completion,
+    Message,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallReady,
+    ToolSpec,
+    Usage,
+)
+from agent_trio.upstream._open import open_embedder
+from agent_trio.upstream._rate import RateLimiter
+from agent_trio.upstream._upstream import Upstream, UpstreamTuning
+
+__all__ = [
+    "AdaptiveLimits",
+    "BreakerState",
+    "CircuitBreaker",
+    "Completion",
+    "Embedder",
+    "HttpEmbedder",
+    "LlmClient",
+    "LocalEmbedder",
+    "Message",
+    "RateLimiter",
+    "StreamEnd",
+    "StreamEvent",
+    "TextDelta",
+    "ToolCall",
+    "ToolCallReady",
+    "ToolSpec",
+    "Upstream",
+    "UpstreamTuning",
+    "Usage",
+    "open_embedder",
+    "open_llm",
+    "parse_embeddings",
+    "parse_retry_after",
+]

@@ -1,0 +1,202 @@
+"""Adaptive limits (AIMD) for one upstream: concurrency, and the request rate.
+
+A service rarely knows its upstream's real limits, and the configured ones may be
+too high. This controller moves two knobs within their configured bounds:
+
+* ``limiter.total_tokens`` (concurrency), between ``min_concurrency`` and the
+  configured maximum, where it starts;
+* ``rate.rate`` (requests per window), between 1 and the configured rate; when the
+  configured rate is unlimited it stays so until a 429 is blamed on the rate.
+
+Every request carries a :class:`Ticket` taken when it starts: how many of our
+requests were in flight then (``in_flight``, itself included) and the controller's
+epochs. Signals:
+
+* **429 or timeout** - multiplicative decrease, once per epoch: answers to requests
+  that were sent before the last decrease say nothing new (as TCP reacts once per
+  round trip). A 429 is blamed on concurrency when its ``in_flight`` is above the
+  highest level at which a request has succeeded (``proven``); otherwise that level
+  of concurrency is known to work, so the 429 is blamed on the rate and the rate is
+  set to the number of our requests the upstream accepted in the current window -
+  the count at which it said "no". Timeouts are always blamed on concurrency.
+* **success** - the level it ran at is proven; the window never stays below a
+  proven level. Growth is additive and slow: one more token after ``probe_after``
+  successes that found every token in use, one more request per window after a
+  window's worth of requests that had to wait for the rate. A probe that fails
+  doubles the number of successes needed before the next probe at that knob
+  (up to ``max_probe_after``); one that succeeds resets it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from agent_trio.upstream._rate import RateLimiter
+
+__all__ = ["AdaptiveLimits", "Ticket"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    in_flight: int
+    concurrency_epoch: int
+    rate_epoch: int
+    saturated: bool  # every concurrency token was in use when this request started
+    rate_bound: bool  # this request had to wait for the rate window
+
+
+class AdaptiveLimits:
+    def __init__(
+        self,
+        limiter: trio.CapacityLimiter,
+        rate: RateLimiter,
+        *,
+        min_concurrency: int = 1,
+        max_concurrency: int,
+        decrease_factor: float = 0.5,
+        probe_after: int = 32,
+        max_probe_after: int = 4096,
+        enabled: bool = True,
+    ) -> None:
+        if not 1 <= min_concurrency <= max_concurrency:
+            raise ValueError("need 1 <= min_concurrency <= max_concurrency")
+        if not 0 < decrease_factor < 1:
+            raise ValueError("decrease_factor must be between 0 and 1")
+        self.limiter = limiter
+        self.rate = rate
+        self.enabled = enabled
+        self.min_concurrency = min_concurrency
+        self.max_concurrency = max_concurrency
+        self.max_rate: int | None = rate.rate or None  # None: the rate starts unlimited
+        self.decrease_factor = decrease_factor
+        self.base_probe_after = probe_after
+        self.max_probe_after = max_probe_after
+        self._window = float(max_concurrency)
+        self._proven = 0
+        self._concurrency_epoch = 0
+        self._rate_epoch = 0
+        self._probe_after = probe_after
+        self._saturated_successes = 0
+        self._probing_concurrency = False
+        self._rate_probe_after = 1.0  # in windows' worth of requests
+        self._rate_bound_successes = 0
+        self._rate_probe_since: float | None = None
+        self.decreases = 0
+        self.rate_decreases = 0
+        limiter.total_tokens = max_concurrency
+
+    # -- tickets ---------------------------------------------------------------
+    def ticket(self, *, rate_bound: bool) -> Ticket:
+        """Call with a concurrency slot held, right before the request is sent."""
+        in_flight = int(self.limiter.borrowed_tokens)
+        return Ticket(
+            in_flight=in_flight,
+            concurrency_epoch=self._concurrency_epoch,
+            rate_epoch=self._rate_epoch,
+            saturated=in_flight >= self.limiter.total_tokens,
+            rate_bound=rate_bound,
+        )
+
+    # -- signals ---------------------------------------------------------------
+    def on_success(self, ticket: Ticket) -> None:
+        if not self.enabled:
+            return
+        if ticket.in_flight > self._proven:
+            self._proven = min(ticket.in_flight, self.max_concurrency)
+            if self._probing_concurrency and ticket.in_flight >= self.limiter.total_tokens:
+                self._probing_concurrency = False
+                self._probe_after = self.base_probe_after
+        if self._window < self._proven:
+            self._set_window(self._proven)
+        if ticket.saturated:
+            self._grow_concurrency()
+        if ticket.rate_bound:
+            self._grow_rate()
+
+    def on_throttled(self, ticket: Ticket, *, accepted_in_window: int) -> None:
+        """A 429. ``accepted_in_window``: our requests the upstream counted in the window."""
+        if not self.enabled:
+            return
+        if ticket.in_flight > self._proven:
+            self._decrease_concurrency(ticket)
+        else:
+            self._decrease_rate(ticket, accepted_in_window)
+
+    def on_timeout(self, ticket: Ticket) -> None:
+        if not self.enabled:
+            return
+        if self._decrease_concurrency(ticket):
+            self._proven = min(self._proven, int(self._window))
+
+    # -- internals -------------------------------------------------------------
+    def _decrease_concurrency(self, ticket: Ticket) -> bool:
+        if ticket.concurrency_epoch != self._concurrency_epoch:
+            return False
+        self._concurrency_epoch += 1
+        if self._probing_concurrency:
+            self._probing_concurrency = False
+            self._probe_after = min(self._probe_after * 2, self.max_probe_after)
+        floor = self._proven if ticket.in_flight > self._proven else self.min_concurrency
+        self._set_window(max(self._window * self.decrease_factor, floor, self.min_concurrency))
+        self._saturated_successes = 0
+        self.decreases += 1
+        return True
+
+    def _decrease_rate(self, ticket: Ticket, accepted_in_window: int) -> None:
+        if ticket.rate_epoch != self._rate_epoch:
+            return
+        self._rate_epoch += 1
+        if self._rate_probe_since is not None:
+            self._rate_probe_since = None
+            self._rate_probe_after = min(self._rate_probe_after * 2, 64.0)
+        current = self.rate.rate or math.inf
+        self.rate.rate = int(max(1, min(current - 1, accepted_in_window)))
+        self._rate_bound_successes = 0
+        self.rate_decreases += 1
+
+    def _grow_concurrency(self) -> None:
+        if self._window >= self.max_concurrency:
+            return
+        self._saturated_successes += 1
+        if self._saturated_successes >= self._probe_after:
+            self._saturated_successes = 0
+            self._probing_concurrency = True
+            self._set_window(self._window + 1)
+
+    def _grow_rate(self) -> None:
+        current = self.rate.rate
+        if self.rate.unlimited or (self.max_rate is not None and current >= self.max_rate):
+            return
+        now = trio.current_time()
+        probe = self._rate_probe_since
+        if probe is not None and now - probe >= self.rate.period:
+            # a whole window at the probed rate went by without a 429 blamed on the rate
+            self._rate_probe_since = None
+            self._rate_probe_after = 1.0
+        self._rate_bound_successes += 1
+        if self._rate_bound_successes >= self._rate_probe_after * current:
+            self._rate_bound_successes = 0
+            self._rate_probe_since = now
+            step = max(1, math.ceil(current * 0.02))
+            grown = current + step
+            self.rate.rate = grown if self.max_rate is None else min(self.max_rate, grown)
+
+    def _set_window(self, value: float) -> None:
+        self._window = min(float(self.max_concurrency), max(float(self.min_concurrency), value))
+        self.limiter.total_tokens = max(self.min_concurrency, int(self._window))
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "concurrency": int(self._window),
+            "concurrency_bounds": [self.min_concurrency, self.max_concurrency],
+            "proven_concurrency": self._proven,
+            "rate_per_window": self.rate.rate or None,
+            "rate_bounds": [1, self.max_rate],
+            "concurrency_decreases": self.decreases,
+            "rate_decreases": self.rate_decreases,
+        }

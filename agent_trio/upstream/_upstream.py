@@ -1,0 +1,500 @@
+"""The machinery every upstream client shares: one implementation for LLM and embeddings.
+
+An :class:`Upstream` wraps one ``httpx.AsyncClient`` and owns, for that API:
+
+* a :class:`trio.CapacityLimiter` (requests in flight), adjusted by AIMD;
+* a fair rolling-window :class:`RateLimiter` (requests started per minute), which
+  a 429 with ``Retry-After`` pauses for every caller;
+* a :class:`CircuitBreaker`;
+* the retry loop (stamina, sleeping with ``trio.sleep``).
+
+One attempt goes: breaker check → wait for the rate (no slot held) → take a slot →
+commit the rate reservation → send, under a per-attempt deadline → classify. Back-off
+sleeps happen between attempts, outside every limiter. What is retried:
+
+==========================  =====================================================
+answer                      what happens
+==========================  =====================================================
+2xx, parsed                 success
+429                         pause the upstream for ``Retry-After``, shrink (AIMD),
+                            retry; a budget of its own (``max_throttled``)
+5xx, timeout, network       back off exponentially with jitter, retry up to
+                            ``max_attempts``; counts as a breaker failure
+other 4xx                   :class:`UpstreamRejected` at once, with the upstream's message
+malformed 2xx               :class:`UpstreamProtocolError` at once; a breaker failure
+breaker open                :class:`CircuitOpen` at once, no request sent
+==========================  =====================================================
+
+A wait that cannot end before the caller's deadline (``trio.current_effective_deadline``)
+is not started: the error is raised now, with ``retry_after`` set.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import httpx
+import stamina
+import trio
+
+from agent_trio._errors import (
+    CircuitOpen,
+    ResourceClosed,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from agent_trio.upstream._adaptive import AdaptiveLimits, Ticket
+from agent_trio.upstream._breaker import CircuitBreaker, Permit
+from agent_trio.upstream._http import parse_retry_after, upstream_message
+from agent_trio.upstream._rate import RateLimiter, Reservation
+
+__all__ = ["Upstream", "UpstreamTuning"]
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+
+class _Kind(enum.Enum):
+    THROTTLED = "throttled"
+    SERVER = "server_errors"
+    TIMEOUT = "timeouts"
+    NETWORK = "network_errors"
+    REJECTED = "rejected"
+    PROTOCOL = "protocol_errors"
+
+
+class _AttemptError(Exception):
+    """One failed attempt: the error to raise, and what kind of failure it was."""
+
+    def __init__(self, error: UpstreamError, kind: _Kind) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.kind = kind
+
+
+_RETRYABLE = frozenset({_Kind.THROTTLED, _Kind.SERVER, _Kind.TIMEOUT, _Kind.NETWORK})
+_BREAKER_FAILURES = frozenset({_Kind.SERVER, _Kind.TIMEOUT, _Kind.NETWORK, _Kind.PROTOCOL})
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTuning:
+    """Knobs below the settings; the defaults suit real APIs.
+
+    ``rate_period``: the rate limit counts requests per this many seconds (60: per
+    minute). ``rate_margin``: seconds added before a start leaves the window, for the
+    time a request takes to reach the upstream. ``max_throttled``: 429s one call
+    tolerates (default 3 × max attempts). ``max_retry_after``: a longer Retry-After
+    fails the call at once (the pause is capped to it). ``wall_clock`` reads
+    HTTP-date Retry-After values.
+    """
+
+    min_concurrency: int = 1
+    adaptive: bool = True
+    rate_period: float = 60.0
+    rate_margin: float = 0.05
+    max_throttled: int | None = None
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    backoff_jitter: float = 0.5
+    max_retry_after: float = 300.0
+    wall_clock: Callable[[], float] = time.time
+
+
+class Upstream:
+    """Limits, rate, breaker and retries for one upstream HTTP API (``name``).
+
+    ``rate_limit``: requests started per ``tuning.rate_period`` (per minute by
+    default); 0 = unlimited.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        *,
+        max_concurrency: int,
+        rate_limit: int,
+        max_attempts: int,
+        breaker_threshold: int,
+        breaker_cooldown: float,
+        attempt_timeout: float,
+        tuning: UpstreamTuning = UpstreamTuning(),
+    ) -> None:
+        self.name = name
+        self._client = client
+        self.tuning = tuning
+        self.limiter = trio.CapacityLimiter(max_concurrency)
+        self.rate = RateLimiter(rate_limit, period=tuning.rate_period, margin=tuning.rate_margin)
+        self.adaptive = AdaptiveLimits(
+            self.limiter,
+            self.rate,
+            min_concurrency=min(tuning.min_concurrency, max_concurrency),
+            max_concurrency=max_concurrency,
+            enabled=tuning.adaptive,
+        )
+        self.breaker = CircuitBreaker(name, threshold=breaker_threshold, cooldown=breaker_cooldown)
+        self.max_attempts = max_attempts
+        self.max_throttled = (
+            tuning.max_throttled if tuning.max_throttled is not None else 3 * max_attempts
+        )
+        self.attempt_timeout = attempt_timeout
+        self._backoff = (tuning.backoff_initial, tuning.backoff_max, tuning.backoff_jitter)
+        self.max_retry_after = tuning.max_retry_after
+        self._wall_clock = tuning.wall_clock
+        self._closed = False
+        self.counters: dict[str, int] = dict.fromkeys(
+            ["attempts", "succeeded", "retries", "gave_up", "circuit_open"]
+            + [kind.value for kind in _Kind],
+            0,
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Refuse every later call. Idempotent; the owner closes the httpx client."""
+        self._closed = True
+
+    def check_open(self) -> None:
+        if self._closed:
+            raise ResourceClosed(f"the {self.name} client is closed")
+
+    # -- calls -----------------------------------------------------------------
+    async def post_json(self, url: str, payload: Any, parse: Callable[[Any], T]) -> T:
+        """POST ``payload`` as JSON; ``parse`` turns the decoded 2xx body into the result.
+
+        ``parse`` raises :class:`UpstreamProtocolError` for an answer of the wrong shape.
+        """
+        self.check_open()
+        request = self._client.build_request("POST", url, json=payload)
+        with self._final_errors():
+            async for attempt in self._retrying():
+                with attempt:
+                    return await self._attempt(request, parse)
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
+    def stream_json(
+        self,
+        url: str,
+        payload: Any,
+        first: Callable[[httpx.Response], Awaitable[S]],
+    ) -> AbstractAsyncContextManager[S]:
+        """POST and keep the answer open as a stream; retried only until ``first`` returns.
+
+        ``first(response)`` reads up to the first token and returns what the caller
+        iterates; the concurrency slot is held until the block is left.
+        """
+        return self._stream(url, payload, first)
+
+    # -- statistics ------------------------------------------------------------
+    def statistics(self) -> dict[str, Any]:
+        stats = self.limiter.statistics()
+        return {
+            "closed": self._closed,
+            "limiter": {
+                "borrowed": stats.borrowed_tokens,
+                "total": stats.total_tokens,
+                "waiting": stats.tasks_waiting,
+            },
+            "rate": self.rate.statistics(),
+            "breaker": self.breaker.statistics(),
+            "adaptive": self.adaptive.statistics(),
+            "counters": dict(self.counters),
+        }
+
+    # -- retry loop ------------------------------------------------------------
+    @contextmanager
+    def _final_errors(self) -> Iterator[None]:
+        """Turn the last failed attempt into the documented error, cause preserved."""
+        try:
+            yield
+        except _AttemptError as exc:
+            error = exc.error
+            if exc.kind in _RETRYABLE:
+                self.counters["gave_up"] += 1
+            raise error from exc.__cause__
+
+    def _retrying(self) -> AsyncIterator[stamina.Attempt]:
+        initial, maximum, jitter = self._backoff
+        budget = _RetryBudget(self)
+        return stamina.retry_context(
+            on=budget.should_retry,
+            attempts=self.max_attempts + self.max_throttled,
+            timeout=None,  # deadlines are the caller's cancel scopes (Trio clock)
+            wait_initial=initial,
+            wait_max=maximum,
+            wait_jitter=jitter,
+        ).__aiter__()
+
+    async def _attempt(self, request: httpx.Request, parse: Callable[[Any], T]) -> T:
+        async with self._admitted() as (reservation, ticket, permit):
+            try:
+                with trio.fail_after(self.attempt_timeout):
+                    response = await self._client.send(request)
+                self._raise_for_status(response)
+                result = parse(_decode_json(response, self.name))
+            except BaseException as exc:
+                self._record_failure(exc, reservation, ticket, permit)
+                _reraise_mapped(exc, self)
+            self._record_success(ticket, permit)
+            return result
+
+    @asynccontextmanager
+    async def _stream(
+        self,
+        url: str,
+        payload: Any,
+        first: Callable[[httpx.Response], Awaitable[S]],
+    ) -> AsyncIterator[S]:
+        self.check_open()
+        request = self._client.build_request("POST", url, json=payload)
+        async with AsyncExitStack() as stack:
+            with self._final_errors():
+                async for attempt in self._retrying():
+                    with attempt:
+                        state = await stack.enter_async_context(self._stream_once(request, first))
+                    break
+            yield state
+
+    @asynccontextmanager
+    async def _stream_once(
+        self,
+        request: httpx.Request,
+        first: Callable[[httpx.Response], Awaitable[S]],
+    ) -> AsyncIterator[S]:
+        async with self._admitted() as (reservation, ticket, permit):
+            response: httpx.Response | None = None
+            try:
+                with trio.fail_after(self.attempt_timeout):
+                    response = await self._client.send(request, stream=True)
+                    if response.status_code >= 300:
+                        await response.aread()
+                    self._raise_for_status(response)
+                    state = await first(response)
+            except BaseException as exc:
+                if response is not None:
+                    await _close_shielded(response)
+                self._record_failure(exc, reservation, ticket, permit)
+                _reraise_mapped(exc, self)
+            self._record_success(ticket, permit)
+            try:
+                yield state
+            finally:
+                await _close_shielded(response)
+
+    # -- admission -------------------------------------------------------------
+    @asynccontextmanager
+    async def _admitted(self) -> AsyncIterator[tuple[Reservation, Ticket, Permit]]:
+        self.check_open()
+        self._fail_fast()
+        async with self.rate.reserve() as reservation:
+            rate_waited = self.rate.saturated()
+            while True:
+                async with self.limiter:
+                    if not self.rate.paused():
+                        self.check_open()
+                        permit = self._permit()
+                        reservation.commit()
+                        ticket = self.adaptive.ticket(
+                            rate_bound=rate_waited or self.rate.saturated()
+                        )
+                        self.counters["attempts"] += 1
+                        try:
+                            yield reservation, ticket, permit
+                        finally:
+                            permit.release()  # no-op once a verdict was given
+                        return
+                await self.rate.wait_unpaused()
+
+    def _fail_fast(self) -> None:
+        """Before queueing: an open breaker, or a pause longer than the caller can wait."""
+        try:
+            self.breaker.check()
+        except CircuitOpen:
+            self.counters["circuit_open"] += 1
+            raise
+        pause = self.rate.paused_until - trio.current_time()
+        if pause > 0 and trio.current_time() + pause > trio.current_effective_deadline():
+            raise UpstreamUnavailable(
+                f"{self.name} upstream asked us to wait {pause:.1f} s (429), "
+                "longer than this call may take",
+                upstream=self.name,
+                status_code=429,
+                retry_after=pause,
+            )
+
+    def _permit(self) -> Permit:
+        try:
+            return self.breaker.permit()
+        except CircuitOpen:
+            self.counters["circuit_open"] += 1
+            raise
+
+    # -- outcomes --------------------------------------------------------------
+    def _raise_for_status(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        message = upstream_message(response)
+        if status == 429:
+            retry_after = parse_retry_after(
+                response.headers.get("retry-after"), now=self._wall_clock()
+            )
+            raise _AttemptError(
+                UpstreamUnavailable(
+                    f"{self.name} upstream is rate limiting us (429): {message}",
+                    upstream=self.name,
+                    status_code=429,
+                    retry_after=retry_after,
+                ),
+                _Kind.THROTTLED,
+            )
+        if status >= 500:
+            raise _AttemptError(
+                UpstreamUnavailable(
+                    f"{self.name} upstream failed with HTTP {status}: {message}",
+                    upstream=self.name,
+                    status_code=status,
+                ),
+                _Kind.SERVER,
+            )
+        raise _AttemptError(
+            UpstreamRejected(
+                f"{self.name} upstream rejected the request with HTTP {status}: {message}",
+                upstream=self.name,
+                status_code=status,
+            ),
+            _Kind.REJECTED,
+        )
+
+    def _record_success(self, ticket: Ticket, permit: Permit) -> None:
+        self.counters["succeeded"] += 1
+        permit.success()
+        self.adaptive.on_success(ticket)
+
+    def _record_failure(
+        self, exc: BaseException, reservation: Reservation, ticket: Ticket, permit: Permit
+    ) -> None:
+        failure = _as_attempt_error(exc, self)
+        if not isinstance(failure, _AttemptError):
+            return  # cancelled, or not about the upstream: no verdict (permit released)
+        self.counters[failure.kind.value] += 1
+        if failure.kind in _BREAKER_FAILURES:
+            permit.failure()
+        elif failure.kind is _Kind.REJECTED:
+            permit.success()  # the upstream is up; our request was wrong
+        if failure.kind is _Kind.THROTTLED:
+            reservation.refund()
+            retry_after = failure.error.retry_after
+            if retry_after is not None:
+                pause = min(retry_after, self.max_retry_after)
+                self.rate.pause_until(trio.current_time() + pause)
+            self.adaptive.on_throttled(ticket, accepted_in_window=self.rate.in_window())
+        elif failure.kind is _Kind.TIMEOUT:
+            self.adaptive.on_timeout(ticket)
+
+
+class _RetryBudget:
+    """Decides, per call, whether a failed attempt is retried (stamina's ``on`` hook)."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self._upstream = upstream
+        self._failures = 0
+        self._throttled = 0
+
+    def should_retry(self, exc: Exception) -> bool | float:
+        if not isinstance(exc, _AttemptError) or exc.kind not in _RETRYABLE:
+            return False
+        up = self._upstream
+        now = trio.current_time()
+        deadline = trio.current_effective_deadline()
+        if exc.kind is _Kind.THROTTLED:
+            self._throttled += 1
+            retry_after = exc.error.retry_after
+            if self._throttled >= up.max_throttled:
+                return False
+            if retry_after is not None:
+                if retry_after > up.max_retry_after or now + retry_after > deadline:
+                    return False
+                up.counters["retries"] += 1
+                return 0.0  # the whole upstream is paused; the next attempt waits for it
+        else:
+            self._failures += 1
+            if self._failures >= up.max_attempts:
+                return False
+        initial, maximum, _ = up._backoff
+        least_wait = min(maximum, initial * 2 ** (self._failures + self._throttled - 1))
+        if now + least_wait > deadline:
+            return False
+        up.counters["retries"] += 1
+        return True  # stamina: exponential back-off with jitter, slept with trio.sleep
+
+
+def _as_attempt_error(exc: BaseException, upstream: Upstream) -> BaseException:
+    """Map what one attempt raised to an :class:`_AttemptError`; leave the rest alone."""
+    if isinstance(exc, _AttemptError):
+        return exc
+    name = upstream.name
+    if isinstance(exc, (trio.TooSlowError, httpx.TimeoutException)):
+        return _AttemptError(
+            UpstreamUnavailable(
+                f"{name} upstream did not answer within {upstream.attempt_timeout:g} s "
+                f"({type(exc).__name__})",
+                upstream=name,
+            ),
+            _Kind.TIMEOUT,
+        )
+    if isinstance(exc, httpx.TransportError):
+        return _AttemptError(
+            UpstreamUnavailable(
+                f"{name} upstream unreachable or connection broken: {type(exc).__name__}: {exc}",
+                upstream=name,
+            ),
+            _Kind.NETWORK,
+        )
+    if isinstance(exc, UpstreamProtocolError):
+        return _AttemptError(exc, _Kind.PROTOCOL)
+    if isinstance(exc, UpstreamUnavailable) and not isinstance(exc, CircuitOpen):
+        return _AttemptError(exc, _Kind.SERVER)  # e.g. an error event inside a 200 stream
+    return exc
+
+
+def _reraise_mapped(exc: BaseException, upstream: Upstream) -> NoReturn:
+    mapped = _as_attempt_error(exc, upstream)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
+
+
+def _decode_json(response: httpx.Response, name: str) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError as exc:
+        raise UpstreamProtocolError(
+            f"{name} upstream answered HTTP {response.status_code} with a body that is "
+            f"not JSON: {response.text[:200]!r}",
+            upstream=name,
+            status_code=response.status_code,
+        ) from exc
+
+
+async def _close_shielded(response: httpx.Response | None) -> None:
+    if response is None:
+        return
+    with trio.CancelScope(shield=True), trio.move_on_after(5):
+        await response.aclose()
