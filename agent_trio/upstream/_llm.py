@@ -28,7 +28,7 @@ from agent_trio.upstream._messages import (
     ToolSpec,
     Usage,
 )
-from agent_trio.upstream._sse import DeltaAssembler, SseDecoder
+from agent_trio.upstream._sse import DeltaAssembler, LineReader, SseDecoder
 from agent_trio.upstream._upstream import Upstream, UpstreamTuning
 
 __all__ = ["LlmClient", "open_llm"]
@@ -78,7 +78,7 @@ class LlmClient:
         body["stream"] = True
         if self.stream_usage:
             body["stream_options"] = {"include_usage": True}
-        return self._upstream.stream_json("chat/completions", body, self._first_token)
+        return self._open_stream(body)
 
     def statistics(self) -> dict[str, Any]:
         return {"provider": self.provider, "model": self.model, **self._upstream.statistics()}
@@ -140,9 +140,25 @@ class LlmClient:
             finish_reason=choices[0].get("finish_reason"),
         )
 
-    async def _first_token(self, response: httpx.Response) -> AsyncIterator[StreamEvent]:
+    @asynccontextmanager
+    async def _open_stream(self, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
+        opening = self._upstream.stream_json(
+            "chat/completions", body, self._first_token, headers=headers
+        )
+        async with opening as events:
+            try:
+                yield events
+            finally:
+                await events.aclose()
+
+    async def _first_token(self, response: httpx.Response) -> _EventStream:
         events = _EventStream(response, DeltaAssembler(_NAME, self.model))
-        await events.read_first_token()
+        try:
+            await events.read_first_token()
+        except BaseException:
+            await events.aclose()
+            raise
         return events
 
 
@@ -154,7 +170,7 @@ class _EventStream:
     """
 
     def __init__(self, response: httpx.Response, assembler: DeltaAssembler) -> None:
-        self._lines = response.aiter_lines()
+        self._lines = LineReader(response)
         self._assembler = assembler
         self._decoder = SseDecoder()
         self._pending: deque[StreamEvent] = deque()
@@ -175,6 +191,10 @@ class _EventStream:
     def __aiter__(self) -> _EventStream:
         return self
 
+    async def aclose(self) -> None:
+        """Finalize the line reader (the response itself is closed by its owner)."""
+        await self._lines.aclose()
+
     async def __anext__(self) -> StreamEvent:
         while not self._pending:
             if self._ended:
@@ -190,24 +210,21 @@ class _EventStream:
 
     async def _pull(self) -> None:
         """Read until one event's data is complete (or the end), queueing what it yields."""
-        if self._eof or self._assembler.done:
-            self._finish()
-            return
-        while True:
-            try:
-                line = await self._lines.__anext__()
-            except StopAsyncIteration:
+        while not self._eof:
+            line = await self._lines.next_line()
+            if line is None:
                 self._eof = True
-                data = self._decoder.flush()
-                if data is not None:
-                    self._pending.extend(self._assembler.feed(data))
-                if self._live or self._assembler.finished:
-                    self._finish()
-                return
-            data = self._decoder.feed(line)
+                data = None if self._assembler.done else self._decoder.flush()
+            elif self._assembler.done:
+                continue  # after [DONE]: read to the end, so the body is consumed
+            else:
+                data = self._decoder.feed(line)
             if data is not None:
                 self._pending.extend(self._assembler.feed(data))
-                return
+                if not self._assembler.done:
+                    return
+        if self._live or self._assembler.finished:
+            self._finish()
 
     def _finish(self) -> None:
         if self._ended:

@@ -8,9 +8,14 @@ arrive in pieces, keyed by ``index``), and a final :class:`StreamEnd`.
 
 from __future__ import annotations
 
+import codecs
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
+import trio
 
 from agent_trio._errors import UpstreamProtocolError, UpstreamUnavailable
 from agent_trio.upstream._messages import (
@@ -23,9 +28,63 @@ from agent_trio.upstream._messages import (
     Usage,
 )
 
-__all__ = ["DONE", "DeltaAssembler", "SseDecoder"]
+__all__ = ["DONE", "DeltaAssembler", "LineReader", "SseDecoder"]
 
 DONE = "[DONE]"
+
+
+class LineReader:
+    """Lines of a streamed body, read through one iterator that :meth:`aclose` finalizes.
+
+    (httpx's ``aiter_lines`` nests four async generators, which Trio reports when a
+    stream is left early; this reads ``aiter_raw`` and splits lines itself. Streams are
+    requested with ``Accept-Encoding: identity``; an encoded body still works, through
+    ``aiter_bytes``.)
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        encoded = response.headers.get("content-encoding", "identity") != "identity"
+        self._chunks: AsyncIterator[bytes] = (
+            response.aiter_bytes() if encoded else response.aiter_raw()
+        )
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._lines: list[str] = []
+        self._eof = False
+
+    async def next_line(self) -> str | None:
+        """The next line without its ending, or None at the end of the body."""
+        while not self._lines:
+            if self._eof:
+                if self._buffer:
+                    line, self._buffer = self._buffer, ""
+                    return line
+                return None
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._eof = True
+                self._split(self._text.decode(b"", final=True))
+                continue
+            self._split(self._text.decode(chunk))
+        return self._lines.pop(0)
+
+    def _split(self, text: str) -> None:
+        self._buffer += text
+        # a trailing "\r" may be the first half of "\r\n": keep it until more arrives
+        cut = len(self._buffer) - 1 if self._buffer.endswith("\r") and not self._eof else None
+        lines = self._buffer[:cut].splitlines(keepends=True)
+        rest = self._buffer[cut:] if cut is not None else ""
+        if lines and not lines[-1].endswith(("\n", "\r")):
+            rest = lines.pop() + rest
+        self._lines.extend(line.rstrip("\r\n") for line in lines)
+        self._buffer = rest
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            with trio.CancelScope(shield=True):
+                await aclose()
 
 
 class SseDecoder:

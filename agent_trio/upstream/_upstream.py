@@ -34,7 +34,7 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import (
     AbstractAsyncContextManager,
     AsyncExitStack,
@@ -193,13 +193,16 @@ class Upstream:
         url: str,
         payload: Any,
         first: Callable[[httpx.Response], Awaitable[S]],
+        *,
+        headers: Mapping[str, str] | None = None,
     ) -> AbstractAsyncContextManager[S]:
         """POST and keep the answer open as a stream; retried only until ``first`` returns.
 
         ``first(response)`` reads up to the first token and returns what the caller
         iterates; the concurrency slot is held until the block is left.
         """
-        return self._stream(url, payload, first)
+        request = self._client.build_request("POST", url, json=payload, headers=headers)
+        return self._stream(request, first)
 
     # -- statistics ------------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
@@ -257,18 +260,15 @@ class Upstream:
     @asynccontextmanager
     async def _stream(
         self,
-        url: str,
-        payload: Any,
+        request: httpx.Request,
         first: Callable[[httpx.Response], Awaitable[S]],
     ) -> AsyncIterator[S]:
         self.check_open()
-        request = self._client.build_request("POST", url, json=payload)
         async with AsyncExitStack() as stack:
             with self._final_errors():
                 async for attempt in self._retrying():
-                    with attempt:
+                    with attempt:  # the loop ends after the first attempt that succeeds
                         state = await stack.enter_async_context(self._stream_once(request, first))
-                    break
             yield state
 
     @asynccontextmanager

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import math
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
 import pytest
 import trio
 import trio.testing
+from upstream_support import (
+    DIMS,
+    FakeEmbeddings,
+    embedding_settings,
+    live_tasks,
+    quick_tuning,
+    vector_for,
+)
 
 from agent_trio import (
     CircuitOpen,
@@ -21,14 +29,6 @@ from agent_trio import (
     UpstreamUnavailable,
 )
 from agent_trio.upstream import HttpEmbedder, open_embedder
-from upstream_support import (
-    DIMS,
-    FakeEmbeddings,
-    embedding_settings,
-    live_tasks,
-    quick_tuning,
-    vector_for,
-)
 
 
 def _texts(n: int) -> list[str]:

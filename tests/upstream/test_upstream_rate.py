@@ -69,11 +69,10 @@ async def test_a_reservation_occupies_its_place_until_it_commits(
 ) -> None:
     limiter = RateLimiter(1, period=60.0)
     starts: list[float] = []
-    async with trio.open_nursery() as nursery:
-        async with limiter.reserve() as reservation:
-            nursery.start_soon(_start, limiter, starts)
-            await trio.sleep(25)  # e.g. waiting for a concurrency slot
-            reservation.commit()
+    async with trio.open_nursery() as nursery, limiter.reserve() as reservation:
+        nursery.start_soon(_start, limiter, starts)
+        await trio.sleep(25)  # e.g. waiting for a concurrency slot
+        reservation.commit()
     # the window counts from the real start (t=25), not from the reservation (t=0)
     assert starts == [85.0]
 
@@ -81,10 +80,9 @@ async def test_a_reservation_occupies_its_place_until_it_commits(
 async def test_leaving_without_commit_frees_the_place(autojump_clock: trio.abc.Clock) -> None:
     limiter = RateLimiter(1, period=60.0)
     starts: list[float] = []
-    async with trio.open_nursery() as nursery:
-        async with limiter.reserve():
-            nursery.start_soon(_start, limiter, starts)
-            await trio.sleep(5)
+    async with trio.open_nursery() as nursery, limiter.reserve():
+        nursery.start_soon(_start, limiter, starts)
+        await trio.sleep(5)
     assert starts == [5.0]
 
 
