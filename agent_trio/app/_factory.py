@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -20,7 +21,11 @@ from agent_trio.app._context import SERVICE_KEY
 from agent_trio.app._errors import error_response, install_error_handlers
 from agent_trio.app._lifespan import ServiceRunner
 from agent_trio.app._metrics import Metrics
-from agent_trio.app._process import exit_after_failed_startup, relay_sigterm_as_sigint
+from agent_trio.app._process import (
+    configure_logging,
+    exit_after_failed_startup,
+    relay_sigterm_as_sigint,
+)
 from agent_trio.service import ServiceHooks, health_report
 
 __all__ = ["create_app"]
@@ -70,13 +75,15 @@ def _install_lifespan(app: Quart, runner: ServiceRunner, *, owns_process: bool) 
     async def _start() -> None:
         nursery: trio.Nursery = app.nursery  # type: ignore[attr-defined]
         if owns_process:
+            configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
             nursery.start_soon(relay_sigterm_as_sigint)
         try:
             service = await runner.start(nursery)
-        except (AgentTrioError, OSError) as exc:
+        except* (AgentTrioError, OSError) as group:
+            reason = "; ".join(str(exc) for exc in _leaves(group))
             if owns_process:
-                exit_after_failed_startup(str(exc))
-            log.error("agent-trio failed to start: %s", exc)  # noqa: TRY400 - one line, no traceback
+                exit_after_failed_startup(reason)
+            log.error("agent-trio failed to start: %s", reason)
             raise
         settings = service.settings
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -94,6 +101,13 @@ def _install_lifespan(app: Quart, runner: ServiceRunner, *, owns_process: bool) 
     async def _stop() -> None:
         app.extensions.pop(SERVICE_KEY, None)
         await runner.stop()
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def _install_request_hooks(app: Quart, runner: ServiceRunner, metrics: Metrics) -> None:

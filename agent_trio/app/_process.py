@@ -16,7 +16,7 @@ import threading
 
 import trio
 
-__all__ = ["exit_after_failed_startup", "relay_sigterm_as_sigint"]
+__all__ = ["configure_logging", "exit_after_failed_startup", "relay_sigterm_as_sigint"]
 
 
 @trio.lowlevel.enable_ki_protection
@@ -44,3 +44,19 @@ def exit_after_failed_startup(reason: str) -> None:
     logging.shutdown()
     print(f"agent-trio failed to start: {reason}", file=sys.stderr, flush=True)
     os._exit(1)
+
+
+def configure_logging(level: str) -> None:
+    """Send our loggers to stderr, in the ASGI server's format, unless someone already did."""
+    logger = logging.getLogger("agent_trio")
+    logger.setLevel(level)
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter(
+            "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+            "%Y-%m-%d %H:%M:%S %z",
+        )
+    )
+    logger.addHandler(handler)

@@ -118,7 +118,7 @@ class GraphGateway:
             coro.close()  # no-op if it ran; avoids "never awaited" if it did not
 
     def _neo_query(self, statement: Statement) -> neo4j.Query:
-        return neo4j.Query(statement.query, timeout=self._query_timeout)  # type: ignore[arg-type]
+        return neo4j.Query(statement.query, timeout=self._query_timeout)
 
     async def _aio_query(self, statement: Statement) -> list[Record]:
         async with self._driver.session(database=self.database) as session:
@@ -154,6 +154,12 @@ class GraphGateway:
             )
 
 
+def _pool_size(limiter: trio.CapacityLimiter) -> int:
+    """Enough connections for every limiter slot, plus a spare for /health."""
+    total = limiter.total_tokens
+    return 100 if math.isinf(total) else max(int(total) + 2, 4)
+
+
 @asynccontextmanager
 async def open_graph(
     target: GraphTarget,
@@ -173,9 +179,7 @@ async def open_graph(
             auth=(target.user, target.password),
             connection_acquisition_timeout=max(1.0, min(60.0, query_timeout)),
             connection_timeout=10.0,
-            max_connection_pool_size=max(limiter.total_tokens + 2, 4)
-            if not math.isinf(limiter.total_tokens)
-            else 100,
+            max_connection_pool_size=_pool_size(limiter),
         )
 
     try:

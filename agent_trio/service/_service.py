@@ -17,12 +17,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import httpx
 import trio
 import trio_asyncio
 
-from agent_trio._errors import ConfigError
+from agent_trio._errors import ConfigError, EngineError
 from agent_trio._settings import Settings
 from agent_trio._version import __version__
 from agent_trio.engine import EngineInfo, run_embedded_engine
@@ -32,6 +33,7 @@ from agent_trio.upstream import Embedder, LlmClient, open_embedder, open_llm
 __all__ = ["Service", "ServiceHooks", "open_service", "serve_service"]
 
 log = logging.getLogger("agent_trio.service")
+T = TypeVar("T")
 
 EmbedderOpener = Callable[[Settings], AbstractAsyncContextManager[Embedder]]
 LlmOpener = Callable[[Settings], AbstractAsyncContextManager[LlmClient | None]]
@@ -96,6 +98,40 @@ def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:
     return GraphTarget(settings.neo4j_uri, settings.neo4j_user, password, settings.neo4j_database)
 
 
+class _Reported(Generic[T]):
+    """A task status that remembers whether ``started`` was called."""
+
+    def __init__(self, inner: trio.TaskStatus[T]) -> None:
+        self._inner = inner
+        self.reported = False
+
+    def started(self, value: T) -> None:
+        self.reported = True
+        self._inner.started(value)
+
+
+async def _run_engine(
+    settings: Settings, *, task_status: trio.TaskStatus[EngineInfo] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the embedded engine; if it dies after it was ready, degrade instead of crashing.
+
+    A failed start is the service's failed start. A death later is logged, and the
+    service stays up: /health reports the graph as down (503) and graph routes
+    answer 503, rather than the whole server vanishing.
+    """
+    status = _Reported(task_status)
+    try:
+        await run_embedded_engine(settings, task_status=status)  # type: ignore[arg-type]
+    except EngineError as exc:
+        if not status.reported:
+            raise
+        log.error(
+            "%s; the graph stays unavailable until the service restarts",
+            str(exc).splitlines()[0],
+        )
+        await trio.sleep_forever()
+
+
 @asynccontextmanager
 async def _engine_or_external(
     settings: Settings, hooks: ServiceHooks
@@ -105,7 +141,7 @@ async def _engine_or_external(
         yield hooks.engine
         return
     async with trio.open_nursery() as nursery:
-        engine: EngineInfo = await nursery.start(run_embedded_engine, settings)
+        engine: EngineInfo = await nursery.start(_run_engine, settings)
         try:
             yield engine
         finally:

@@ -1,0 +1,129 @@
+"""The HTTP layer: /health, /metrics, JSON errors, auth, CORS, through the test client."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+from quart.typing import TestClientProtocol as Client
+from quart_trio.testing import TrioTestApp
+
+from agent_trio.app import create_app
+from agent_trio.engine import EngineInfo
+from agent_trio.service import ServiceHooks
+from tests.test_service import fake_api_settings, fake_embedder, pid_alive
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture
+async def client(engine_info: EngineInfo, tmp_path: Path) -> AsyncIterator[Client]:
+    app = create_app(
+        fake_api_settings(tmp_path, api_key="s3cret", cors_origins="http://ui.test"),
+        hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder),
+    )
+    async with app.test_app() as test_app:
+        yield test_app.test_client()
+
+
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
+async def test_health_is_healthy_with_the_graph_up(client: Client) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["status"] == "healthy"
+    assert body["checks"]["graph"]["status"] == "ok"
+    assert body["checks"]["graph"]["latency_ms"] >= 0
+    assert body["checks"]["embedder"]["status"] == "ok"
+    assert body["checks"]["embedder"]["provider"] == "openai"
+    assert body["checks"]["llm"]["provider"] == "none"
+    assert body["uptime_seconds"] >= 0
+    assert body["version"]
+    for name in ("graph", "embedding", "chat"):
+        stats = body["limiters"][name]
+        assert stats["borrowed"] == 0
+        assert stats["waiting"] == 0
+        assert stats["total"] >= 1
+    text = str(body)
+    assert "s3cret" not in text
+
+
+async def test_metrics_expose_limiters_and_requests(client: Client) -> None:
+    await client.get("/health")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    text = (await response.get_data()).decode()
+    assert 'agent_trio_limiter_total{limiter="graph"}' in text
+    assert 'agent_trio_http_requests_total{method="GET",route="/health",status="200"}' in text
+
+
+async def test_api_key_is_required_except_for_health_and_metrics(
+    client: Client,
+) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 401
+    body = await response.get_json()
+    assert body["error"]["code"] == "unauthorized"
+    wrong = await client.get("/openapi.json", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    ok = await client.get("/openapi.json", headers=AUTH)
+    assert ok.status_code == 200
+    assert "/health" in (await ok.get_json())["paths"]
+
+
+async def test_errors_are_json(client: Client) -> None:
+    missing = await client.get("/no/such/route", headers=AUTH)
+    assert missing.status_code == 404
+    assert (await missing.get_json())["error"]["code"] == "not_found"
+    wrong_method = await client.delete("/health")
+    assert wrong_method.status_code == 405
+    assert (await wrong_method.get_json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_cors_allow_list(client: Client) -> None:
+    allowed = await client.get("/health", headers={"Origin": "http://ui.test"})
+    assert allowed.headers.get("Access-Control-Allow-Origin") == "http://ui.test"
+    other = await client.get("/health", headers={"Origin": "http://evil.test"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+async def test_no_cors_headers_when_unset(engine_info: EngineInfo, tmp_path: Path) -> None:
+    app = create_app(
+        fake_api_settings(tmp_path),
+        hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder),
+    )
+    async with app.test_app() as test_app:
+        response = await test_app.test_client().get("/health", headers={"Origin": "http://a"})
+        assert response.status_code == 200
+        assert "Access-Control-Allow-Origin" not in response.headers
+
+
+@pytest.mark.slow
+async def test_health_turns_503_when_the_engine_dies(tmp_path: Path) -> None:
+    app = create_app(fake_api_settings(tmp_path), hooks=ServiceHooks(embedder=fake_embedder))
+    # the default test-app startup deadline (a few seconds) is shorter than a JVM start
+    with trio.fail_after(120):
+        async with TrioTestApp(app, startup_timeout=90, shutdown_timeout=30) as test_app:
+            client = test_app.test_client()
+            healthy = await client.get("/health")
+            assert healthy.status_code == 200
+            body = await healthy.get_json()
+            assert body["checks"]["graph"]["status"] == "ok"
+            pid = app.extensions["agent_trio.service"].engine.pid
+            os.kill(pid, signal.SIGKILL)
+            while pid_alive(pid):  # noqa: ASYNC110 - polling another process
+                await trio.sleep(0.05)
+            started = trio.current_time()
+            down = await client.get("/health")
+            assert trio.current_time() - started < 5
+            assert down.status_code == 503
+            body = await down.get_json()
+            assert body["status"] == "unhealthy"
+            assert body["checks"]["graph"]["status"] == "error"
+            assert body["limiters"]["graph"]["borrowed"] == 0

@@ -1,0 +1,147 @@
+"""End to end: ``hypercorn --config hypercorn.toml agent_trio.app:app`` as a real process.
+
+It runs on the embedded default (engine and local embedder), answers /health, and
+leaves nothing behind when it is stopped with SIGTERM or SIGINT, or SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from tests.test_service import pid_alive
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+HYPERCORN = Path(sys.executable).parent / "hypercorn"
+GRACEFUL_TIMEOUT = float(tomllib.loads((ROOT / "hypercorn.toml").read_text())["graceful_timeout"])
+
+
+def engine_pids(data_dir: Path) -> list[int]:
+    """Java processes whose command line names this data directory."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "java" in cmdline and str(data_dir) in cmdline and pid_alive(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def running_server(tmp_path: Path) -> AsyncIterator[tuple[trio.Process, str, Path]]:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "LLM_", "EMBEDDING_"))
+    }
+    env["AGENT_DATA_DIR"] = str(data_dir)
+    command = [str(HYPERCORN), "--config", str(ROOT / "hypercorn.toml")]
+    process = await trio.lowlevel.open_process(
+        [*command, "--bind", f"127.0.0.1:{port}", "agent_trio.app:app"],
+        cwd=tmp_path,  # away from the repository's own .env and data
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield process, url, data_dir
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def wait_healthy(url: str, process: trio.Process) -> dict[str, Any]:
+    """Poll /health until it answers; the connection is closed again afterwards."""
+    with trio.fail_after(90):
+        async with httpx.AsyncClient() as client:
+            return await _poll_health(client, url, process)
+
+
+async def _poll_health(
+    client: httpx.AsyncClient, url: str, process: trio.Process
+) -> dict[str, Any]:
+    while True:
+        assert process.returncode is None, "the server exited during startup"
+        try:
+            response = await client.get(f"{url}/health")
+        except httpx.TransportError:
+            await trio.sleep(0.25)
+            continue
+        body: dict[str, Any] = response.json()
+        assert response.status_code == 200, body
+        return body
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+async def test_server_answers_and_stops_cleanly(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    async with running_server(tmp_path) as (process, url, data_dir):
+        body = await wait_healthy(url, process)
+        assert body["checks"]["graph"]["status"] == "ok"
+        assert body["checks"]["embedder"]["provider"] == "local"
+        engines = engine_pids(data_dir)
+        assert len(engines) == 1
+        process.send_signal(stop_signal)
+        # the contract: gone within graceful_timeout + 5 s
+        with trio.fail_after(GRACEFUL_TIMEOUT + 5):
+            code = await process.wait()
+        assert code == 0
+        with trio.fail_after(5):
+            while engine_pids(data_dir):  # noqa: ASYNC110 - polling another process
+                await trio.sleep(0.1)
+
+
+async def test_a_sigkilled_server_leaves_no_engine(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as (process, url, data_dir):
+        await wait_healthy(url, process)
+        assert engine_pids(data_dir)
+        process.kill()
+        await process.wait()
+        with trio.fail_after(10):
+            while engine_pids(data_dir):  # noqa: ASYNC110 - polling another process
+                await trio.sleep(0.1)
+
+
+async def test_a_failed_startup_exits_non_zero_with_one_clear_line(tmp_path: Path) -> None:
+    env = dict(os.environ, EMBEDDING_MAX_CONCURRENCY="lots", AGENT_DATA_DIR=str(tmp_path / "d"))
+    command = [str(HYPERCORN), "--config", str(ROOT / "hypercorn.toml")]
+    result = await trio.run_process(
+        [*command, "--bind", f"127.0.0.1:{free_port()}", "agent_trio.app:app"],
+        cwd=tmp_path,
+        env=env,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).decode()
+    assert "EMBEDDING_MAX_CONCURRENCY='lots'" in output

@@ -1,0 +1,124 @@
+"""The service task: opens everything, closes everything, in order, whatever fails."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from agent_trio import GraphUnavailable, ResourceClosed, Settings, load_settings
+from agent_trio.engine import EngineInfo
+from agent_trio.service import ServiceHooks, open_service, serve_service
+from agent_trio.upstream import Embedder, open_embedder
+from tests.fakes import openai_embeddings_transport
+
+pytestmark = pytest.mark.engine
+
+
+def fake_api_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Settings whose embedding API is the in-process fake (see tests/fakes.py)."""
+    values: dict[str, object] = {
+        "agent_data_dir": tmp_path / "data",
+        "embedding_provider": "openai",
+        "embedding_base_url": "http://embeddings.test/v1",
+        "embedding_model": "fake",
+        "embedding_dimensions": 16,
+        "embedding_rate_limit_per_minute": 0,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def fake_embedder(settings: Settings) -> AsyncIterator[Embedder]:
+    assert settings.embedding_dimensions is not None
+    return open_embedder(
+        settings, transport=openai_embeddings_transport(settings.embedding_dimensions)
+    )  # type: ignore[return-value]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purposes, but we reap our children: check state
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+async def test_open_service_with_a_running_engine(engine_info: EngineInfo, tmp_path: Path) -> None:
+    settings = fake_api_settings(tmp_path)
+    tasks_before = trio.lowlevel.current_statistics().tasks_living
+    hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
+    async with open_service(settings, hooks=hooks) as service:
+        await service.graph.ping()
+        assert set(service.limiters) == {"graph", "embedding", "chat"}
+        assert service.limiters["chat"].total_tokens == settings.chat_max_concurrency
+        vectors = await service.embedder.embed(["alpha", "beta"])
+        assert [len(v) for v in vectors] == [16, 16]
+        graph, embedder, http = service.graph, service.embedder, service.http
+    assert graph.closed
+    assert http.is_closed
+    with pytest.raises(ResourceClosed):
+        await graph.ping()
+    with pytest.raises(ResourceClosed):
+        await embedder.embed(["gamma"])
+    assert trio.lowlevel.current_statistics().tasks_living == tasks_before
+
+
+async def test_a_failing_close_step_does_not_skip_the_others(
+    engine_info: EngineInfo, tmp_path: Path
+) -> None:
+    class CloseFailed(Exception):
+        pass
+
+    @asynccontextmanager
+    async def embedder_that_fails_to_close(settings: Settings) -> AsyncIterator[Embedder]:
+        async with fake_embedder(settings) as embedder:  # type: ignore[attr-defined]
+            yield embedder
+        raise CloseFailed("embedder close failed")
+
+    hooks = ServiceHooks(engine=engine_info, embedder=embedder_that_fails_to_close)
+    # the failure surfaces through the nurseries it crossed, as an exception group
+    with pytest.RaisesGroup(CloseFailed, flatten_subgroups=True):
+        async with open_service(fake_api_settings(tmp_path), hooks=hooks) as service:
+            graph, http = service.graph, service.http
+    # the steps opened before the failing one (and so closed after it) still closed
+    assert graph.closed
+    assert http.is_closed
+
+
+async def test_graph_down_at_startup_fails_fast(tmp_path: Path) -> None:
+    with trio.socket.socket() as sock:  # a port with nothing listening
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = fake_api_settings(tmp_path, neo4j_uri=f"bolt://127.0.0.1:{port}", neo4j_password="x")
+    with trio.fail_after(30), pytest.RaisesGroup(GraphUnavailable, flatten_subgroups=True):
+        async with open_service(settings, hooks=ServiceHooks(embedder=fake_embedder)):
+            pytest.fail("the service must not start without its graph")
+
+
+@pytest.mark.slow
+async def test_serve_service_owns_the_embedded_engine(tmp_path: Path) -> None:
+    settings = fake_api_settings(tmp_path, engine_stop_grace_seconds=5)
+    hooks = ServiceHooks(embedder=fake_embedder)
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            service = await nursery.start(partial(serve_service, settings, hooks=hooks))
+            assert service.engine is not None
+            pid = service.engine.pid
+            assert pid_alive(pid)
+            await service.graph.ping()
+            stop_requested = trio.current_time()
+            service.request_stop()
+    assert trio.current_time() - stop_requested < 10
+    assert not pid_alive(pid)
+    assert service.graph.closed
