@@ -9,22 +9,25 @@ too high. This controller moves two knobs within their configured bounds:
   configured rate is unlimited it stays so until a 429 is blamed on the rate.
 
 Every request carries a :class:`Ticket` taken when it starts: how many of our
-requests were in flight then (``in_flight``, itself included) and the controller's
-epochs. Signals:
+requests were in flight then (``in_flight``, itself included; an upper bound of what
+the upstream saw, as some of them may have been answered already), which ones, and
+the controller's epochs. When it succeeds, the requests that were in flight both when
+it started and when it was answered overlapped it at the upstream: one plus their
+number is a concurrency the upstream is *proven* to accept (a lower bound). Signals:
 
 * **429 or timeout** - multiplicative decrease, once per epoch: answers to requests
   that were sent before the last decrease say nothing new (as TCP reacts once per
   round trip). A 429 is blamed on concurrency when its ``in_flight`` is above the
-  highest level at which a request has succeeded (``proven``); otherwise that level
-  of concurrency is known to work, so the 429 is blamed on the rate and the rate is
-  set to the number of our requests the upstream accepted in the current window -
-  the count at which it said "no". Timeouts are always blamed on concurrency.
-* **success** - the level it ran at is proven; the window never stays below a
-  proven level. Growth is additive and slow: one more token after ``probe_after``
-  successes that found every token in use, one more request per window after a
-  window's worth of requests that had to wait for the rate. A probe that fails
-  doubles the number of successes needed before the next probe at that knob
-  (up to ``max_probe_after``); one that succeeds resets it.
+  proven level, and the window shrinks to half, but not below that level;
+  otherwise that concurrency is known to work, so the 429 is blamed on the rate,
+  which is set to the number of our requests the upstream accepted in the current
+  window - the count at which it said "no". Timeouts are blamed on concurrency.
+* **success** - raises the proven level; the window never stays below it. Growth
+  is additive and slow: one more token after ``probe_after`` successes that found
+  every token in use, one more request per window (2 %) after a window's worth of
+  requests that had to wait for the rate. A probe that fails doubles the number of
+  successes needed before the next probe at that knob (up to ``max_probe_after``);
+  one that succeeds resets it.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ __all__ = ["AdaptiveLimits", "Ticket"]
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
+    seq: int
     in_flight: int
+    overlapped: frozenset[int]  # our requests in flight when this one started
     concurrency_epoch: int
     rate_epoch: int
     saturated: bool  # every concurrency token was in use when this request started
@@ -77,6 +82,8 @@ class AdaptiveLimits:
         self.max_probe_after = max_probe_after
         self._window = float(max_concurrency)
         self._proven = 0
+        self._seq = 0
+        self._active: set[int] = set()
         self._concurrency_epoch = 0
         self._rate_epoch = 0
         self._probe_after = probe_after
@@ -91,23 +98,37 @@ class AdaptiveLimits:
 
     # -- tickets ---------------------------------------------------------------
     def ticket(self, *, rate_bound: bool) -> Ticket:
-        """Call with a concurrency slot held, right before the request is sent."""
-        in_flight = int(self.limiter.borrowed_tokens)
+        """Call with a concurrency slot held, right before the request is sent.
+
+        Every ticket must be given back with :meth:`finish` once its request is over.
+        """
+        self._seq += 1
+        before = frozenset(self._active)
+        self._active.add(self._seq)
+        in_flight = len(before) + 1
         return Ticket(
+            seq=self._seq,
             in_flight=in_flight,
+            overlapped=before,
             concurrency_epoch=self._concurrency_epoch,
             rate_epoch=self._rate_epoch,
             saturated=in_flight >= self.limiter.total_tokens,
             rate_bound=rate_bound,
         )
 
+    def finish(self, ticket: Ticket) -> None:
+        """The request is over (answered, failed or cancelled). Idempotent."""
+        self._active.discard(ticket.seq)
+
     # -- signals ---------------------------------------------------------------
     def on_success(self, ticket: Ticket) -> None:
+        """Call before :meth:`finish`, while the other requests' state is current."""
         if not self.enabled:
             return
-        if ticket.in_flight > self._proven:
-            self._proven = min(ticket.in_flight, self.max_concurrency)
-            if self._probing_concurrency and ticket.in_flight >= self.limiter.total_tokens:
+        level = 1 + len(ticket.overlapped & self._active)
+        if level > self._proven:
+            self._proven = min(level, self.max_concurrency)
+            if self._probing_concurrency and level >= self.limiter.total_tokens:
                 self._probing_concurrency = False
                 self._probe_after = self.base_probe_after
         if self._window < self._proven:

@@ -318,6 +318,7 @@ class Upstream:
                             yield reservation, ticket, permit
                         finally:
                             permit.release()  # no-op once a verdict was given
+                            self.adaptive.finish(ticket)
                         return
                 await self.rate.wait_unpaused()
 
