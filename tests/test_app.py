@@ -127,3 +127,7 @@ async def test_health_turns_503_when_the_engine_dies(tmp_path: Path) -> None:
             assert body["status"] == "unhealthy"
             assert body["checks"]["graph"]["status"] == "error"
             assert body["limiters"]["graph"]["borrowed"] == 0
+            search = await client.post("/search/hybrid", json={"query": "anything"})
+            assert search.status_code == 503  # never an empty 200 that hides the outage
+            assert (await search.get_json())["error"]["code"] == "graph_unavailable"
+            assert search.headers["Retry-After"]

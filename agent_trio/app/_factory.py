@@ -19,6 +19,7 @@ from agent_trio._settings import Settings, load_settings
 from agent_trio._version import __version__
 from agent_trio.app._context import SERVICE_KEY
 from agent_trio.app._errors import error_response, install_error_handlers
+from agent_trio.app._knowledge_routes import blueprint as knowledge_blueprint
 from agent_trio.app._lifespan import ServiceRunner
 from agent_trio.app._metrics import Metrics
 from agent_trio.app._process import (
@@ -67,6 +68,7 @@ def create_app(
     _install_lifespan(app, runner, owns_process=owns_process)
     _install_request_hooks(app, runner, metrics)
     _install_core_routes(app, runner, metrics)
+    app.register_blueprint(knowledge_blueprint)
     return app
 
 

@@ -27,7 +27,15 @@ from agent_trio._errors import ConfigError, EngineError
 from agent_trio._settings import Settings
 from agent_trio._version import __version__
 from agent_trio.engine import EngineInfo, run_embedded_engine
-from agent_trio.graph import GraphGateway, GraphTarget, open_graph
+from agent_trio.graph import (
+    Dialect,
+    GraphGateway,
+    GraphTarget,
+    KnowledgeStore,
+    make_dialect,
+    open_graph,
+)
+from agent_trio.search import Searcher
 from agent_trio.upstream import Embedder, LlmClient, open_embedder, open_llm
 
 __all__ = ["Service", "ServiceHooks", "open_service", "serve_service"]
@@ -62,6 +70,8 @@ class Service:
     embedder: Embedder
     llm: LlmClient | None
     http: httpx.AsyncClient
+    knowledge: KnowledgeStore
+    searcher: Searcher
     limiters: dict[str, trio.CapacityLimiter]
     engine: EngineInfo | None
     started_at: float = field(default_factory=time.monotonic)
@@ -148,6 +158,19 @@ async def _engine_or_external(
             nursery.cancel_scope.cancel()  # the engine stops itself, shielded
 
 
+def _dialect(engine: EngineInfo | None, http: httpx.AsyncClient) -> Dialect:
+    if engine is None:
+        return make_dialect("neo4j")  # an external server: arcadedb was refused above
+    return make_dialect(
+        "arcadedb",
+        http=http,
+        http_url=engine.http_url,
+        database=engine.database,
+        user=engine.user,
+        password=engine.password,
+    )
+
+
 @asynccontextmanager
 async def open_service(
     settings: Settings, *, hooks: ServiceHooks | None = None
@@ -183,12 +206,16 @@ async def open_service(
         if llm is not None:
             limiters["llm"] = llm.limiter
         limiters["chat"] = trio.CapacityLimiter(settings.chat_max_concurrency)
+        knowledge = KnowledgeStore(graph, _dialect(engine, http), dimensions=embedder.dimensions)
+        await knowledge.ensure_schema()
         service = Service(
             settings=settings,
             graph=graph,
             embedder=embedder,
             llm=llm,
             http=http,
+            knowledge=knowledge,
+            searcher=Searcher(knowledge, embedder),
             limiters=limiters,
             engine=engine,
         )
