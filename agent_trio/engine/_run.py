@@ -72,10 +72,9 @@ async def run_embedded_engine(
                 extra_jvm_args=_extra_jvm_args,
             )
             failure = await _run_once(start, command, ports, task_status)
-            if not failure.retry or attempt == _START_ATTEMPTS:
+            if not (failure.retry and attempt < _START_ATTEMPTS):
                 raise failure.error
             _log.warning("a port was taken while the engine started; retrying with new ports")
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass(frozen=True)
