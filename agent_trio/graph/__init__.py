@@ -8,7 +8,7 @@ from agent_trio.graph._dialects import (
     make_dialect,
 )
 from agent_trio.graph._gateway import GraphGateway, GraphTarget, Record, Statement, open_graph
-from agent_trio.graph._lucene import lucene_query
+from agent_trio.graph._lucene import STOPWORDS, lucene_query
 from agent_trio.graph._records import (
     ChunkRecord,
     DocumentRecord,
@@ -31,6 +31,7 @@ from agent_trio.graph._rows import (
 from agent_trio.graph._store import KnowledgeStore
 
 __all__ = [
+    "STOPWORDS",
     "ArcadeDialect",
     "ChunkHit",
     "ChunkRecord",

@@ -8,6 +8,12 @@ inside a phrase). Operators become plain words (``"AND"``), wildcards and fuzzy
 marks are dropped by the analyser, and the phrases are OR-ed (the parser's
 default), so a chunk matching more of the words scores higher.
 
+Common English words ("the", "of", "what", …) are left out unless the text has
+nothing else: neither engine's default analyser drops them, they occur in nearly
+every chunk, and a query's cost grows with the number of chunks its words occur in
+(about 60 ms for a word in each of 20,000 chunks, against 4 ms for a rare word, on
+the embedded engine), while they add almost nothing to the ranking.
+
 Lucene scores are unbounded and only comparable within one query, so
 :func:`relative_scores` maps them to ``[0, 1]`` by dividing by the best score of
 the same query: the top hit scores 1.0, the others keep their proportions.
@@ -15,27 +21,41 @@ the same query: the top hit scores 1.0, the others keep their proportions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
-__all__ = ["MAX_TERMS", "lucene_query", "relative_scores"]
+__all__ = ["MAX_TERMS", "STOPWORDS", "lucene_query", "relative_scores"]
 
 #: far below Lucene's clause limit (1024); a longer query adds little but cost
 MAX_TERMS = 64
 
 
+def _word_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+#: Lucene's English stop set, and the question words of chat messages
+STOPWORDS = _word_set(
+    """a an and are as at be but by for if in into is it no not of on or such that the
+    their then there these they this to was will with what which who whom whose when
+    where why how do does did i me my we our you your he she his her its been has have
+    had were am can could would should about tell"""
+)
+_NOT_WORD = re.compile(r"\W+")
+
+
 def lucene_query(text: str) -> str | None:
     """A safe Lucene query for ``text``, or ``None`` when it has no word to search for."""
+    tokens = list(dict.fromkeys(t for t in text.split() if any(ch.isalnum() for ch in t)))
+    words = [t for t in tokens if _NOT_WORD.sub("", t.casefold()) not in STOPWORDS] or tokens
     phrases: list[str] = []
     seen: set[str] = set()
-    for token in text.split():
+    for token in words:
         folded = token.casefold()
-        if folded in seen or not any(ch.isalnum() for ch in token):
-            continue
-        seen.add(folded)
-        phrases.append('"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"')
-        if len(phrases) == MAX_TERMS:
-            break
-    return " ".join(phrases) or None
+        if folded not in seen:
+            seen.add(folded)
+            phrases.append('"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return " ".join(phrases[:MAX_TERMS]) or None
 
 
 def relative_scores(raw: Sequence[float]) -> list[float]:

@@ -33,16 +33,45 @@ __all__ = [
 
 # Fixed namespace: changing it would give every stored entity and fact a new id.
 _NAMESPACE = uuid.UUID("0b7d3c1e-5a0f-5e4b-8c2d-9f6a1e3b7c55")
-_SPACES = re.compile(r"\s+")
+_KEY_PUNCTUATION = re.compile(r"[^\w\s&+-]")
+_POSSESSIVE = re.compile(r"['’]s?$")
+_LEGAL_FORMS = frozenset(
+    [
+        "inc",
+        "incorporated",
+        "corp",
+        "corporation",
+        "ltd",
+        "limited",
+        "llc",
+        "llp",
+        "gmbh",
+        "ag",
+        "sa",
+        "plc",
+        "co",
+        "bv",
+        "nv",
+        "oy",
+        "ab",
+    ]
+)
 
 
 def entity_key(name: str) -> str:
-    """The normalised form of an entity name: NFKC, case-folded, single spaces.
+    """The normalised form of an entity name that identifies it across documents.
 
-    ``"  ACME  Corp."`` and ``"acme corp."`` have the same key; punctuation is kept,
-    so ``"C++"`` and ``"C"`` do not.
+    Case, Unicode composition, punctuation, a leading "the", a possessive and a
+    trailing legal form (Inc, GmbH, Ltd …) do not matter: ``"Corvid Systems GmbH"``
+    and ``"corvid systems"`` have the same key; ``&``, ``+`` and ``-`` are kept.
     """
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", name).casefold()).strip()
+    text = _POSSESSIVE.sub("", unicodedata.normalize("NFKC", name).casefold().strip())
+    words = _KEY_PUNCTUATION.sub(" ", text).split()
+    if len(words) > 1 and words[0] == "the":
+        words = words[1:]
+    while len(words) > 1 and words[-1] in _LEGAL_FORMS:
+        words = words[:-1]
+    return " ".join(words)
 
 
 def entity_id_for(key: str) -> str:

@@ -6,12 +6,19 @@ call goes through the :class:`GraphGateway`, so it runs under the graph limiter
 and inside the caller's cancel scope. A document is replaced in one transaction:
 readers see the old version or the new one, never a mixture, whatever is
 cancelled when.
+
+Replacements run one at a time (``write_limiter``, one token by default): two
+documents that mention the same entity would otherwise race to ``MERGE`` it, and
+one of the two transactions would fail on the unique key or a write conflict.
+Reads are not serialised.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import trio
 
 from agent_trio.graph import _cypher as q
 from agent_trio.graph._dialects import Dialect
@@ -48,12 +55,23 @@ _DELETE_BATCH = 5000
 
 
 class KnowledgeStore:
-    """Reads and writes the knowledge graph. ``dimensions`` is the embedder's."""
+    """Reads and writes the knowledge graph. ``dimensions`` is the embedder's.
 
-    def __init__(self, gateway: GraphGateway, dialect: Dialect, *, dimensions: int) -> None:
+    ``write_limiter`` bounds concurrent replacements (default: one at a time).
+    """
+
+    def __init__(
+        self,
+        gateway: GraphGateway,
+        dialect: Dialect,
+        *,
+        dimensions: int,
+        write_limiter: trio.CapacityLimiter | None = None,
+    ) -> None:
         self._gateway = gateway
         self.dialect = dialect
         self.dimensions = dimensions
+        self.write_limiter = write_limiter or trio.CapacityLimiter(1)
 
     # -- schema and writes -----------------------------------------------------------
     async def ensure_schema(self) -> None:
@@ -90,7 +108,8 @@ class KnowledgeStore:
             now=utc_now_iso(),
             batch_size=_WRITE_BATCH,
         )
-        await self._gateway.transaction(statements)
+        async with self.write_limiter:
+            await self._gateway.transaction(statements)
 
     async def delete_all(self) -> int:
         """Delete every document, chunk and entity (not the schema); return the count.
@@ -98,6 +117,10 @@ class KnowledgeStore:
         Deletes in batches of bounded size, so a large graph does not need one huge
         transaction; if interrupted, run it again.
         """
+        async with self.write_limiter:
+            return await self._delete_in_batches()
+
+    async def _delete_in_batches(self) -> int:
         deleted = 0
         for label in VERTEX_TYPES:
             statement = q.DELETE_BATCH.format(label=label)

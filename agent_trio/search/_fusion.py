@@ -18,8 +18,8 @@ comparable between the results of one query:
   full-text score of the same query. A chunk missing from a list contributes 0
   for that list. ``w = 0`` ranks by vector alone, ``w = 1`` by text alone.
 
-Ties are broken by the order of the first list (vector), then by id, so the result
-is deterministic.
+The searcher breaks ties by vector rank, then by full-text rank, so the order is
+deterministic.
 """
 
 from __future__ import annotations

@@ -88,9 +88,10 @@ class Searcher:
             fused = reciprocal_rank_fusion(ranks)
         else:
             fused = weighted_fusion(_scores(by_vector), _scores(by_text), text_weight)
-        hits = {h.chunk_id: h for h in [*by_text, *by_vector]}  # vector's copy wins
-        order = {cid: i for i, cid in enumerate(hits)}
-        best = sorted(fused, key=lambda cid: (-fused[cid], order[cid], cid))[:limit]
+        # vector order, then the chunks only the full-text search found, in its order
+        hits = {h.chunk_id: h for h in [*by_vector, *by_text]}
+        position = {cid: i for i, cid in enumerate(hits)}
+        best = sorted(fused, key=lambda cid: (-fused[cid], position[cid]))[:limit]
         return [ChunkResult.from_hit(hits[cid], fused[cid]) for cid in best]
 
     async def graph(self, query: str, limit: int = 10) -> list[GraphResult]:

@@ -197,10 +197,12 @@ async def test_relationships_by_depth(store: KnowledgeStore) -> None:
     assert {f.uuid for f in three.facts} == {
         f.uuid for f in (FOUNDED, WORKS_AT, BASED_IN, LIVED_IN)
     }
-    # not a key: found by its name's words
-    acme = await searcher.relationships("Acme", 1)
+    acme = await searcher.relationships("ACME Corp.", 1)  # the same key
     assert acme is not None
     assert acme.entity.id == ACME.id
+    zurich = await searcher.relationships("Zurich city", 1)  # not a key: by its words
+    assert zurich is not None
+    assert zurich.entity.id == ZURICH.id
     assert await searcher.relationships("Nobody Known", 1) is None
     with pytest.raises(ValueError, match="depth"):
         await searcher.relationships("Bob", 4)

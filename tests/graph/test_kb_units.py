@@ -52,7 +52,10 @@ def test_weighted_fusion_follows_the_formula() -> None:
 @pytest.mark.parametrize(
     ("text", "query"),
     [
-        ("O'Brien AND (", '"O\'Brien" "AND"'),
+        ("O'Brien AND (", '"O\'Brien"'),
+        ("O'Brien NEAR (", '"O\'Brien" "NEAR"'),
+        ("What did Alice do at the company?", '"Alice" "company?"'),
+        ("what is it?", '"what" "is" "it?"'),
         ('say "hi', '"say" "\\"hi"'),
         ("back\\slash", '"back\\\\slash"'),
         ("fox* ~ fox*", '"fox*"'),

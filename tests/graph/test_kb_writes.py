@@ -145,7 +145,8 @@ def test_records_check_their_values() -> None:
     assert FactRecord("a", "b", "R", "f", "c", valid_at="2024-05-01").valid_at == "2024-05-01"
     assert fact.uuid == FactRecord("a", "b", "R", "f", "c").uuid  # derived, stable
     assert fact.uuid != FactRecord("a", "b", "R", "another sentence", "c").uuid
-    assert EntityRecord(name="  ACME   Corp ").key == "acme corp"
+    assert EntityRecord(name="  The ACME   Corp. ").key == "acme"
+    assert EntityRecord(name="AT&T's").key == "at&t"
     assert EntityRecord(name="ACME Corp").id == EntityRecord(name="acme corp").id
 
 
@@ -186,6 +187,19 @@ async def test_cancelled_replacement_leaves_one_whole_version(
         assert state in (v1.expected(), v2.expected()), f"a mixture after {fraction}"
         outcomes.append("new" if state == v2.expected() else "old")
         assert gateway.limiter.statistics().borrowed_tokens == 0
+        assert store.write_limiter.statistics().borrowed_tokens == 0
         await store.replace_document(*v1.args())
     assert outcomes[0] == "old"
     assert outcomes[-1] == "new"
+
+
+async def test_concurrent_replacements_sharing_entities_all_succeed(
+    store: KnowledgeStore, gateway: GraphGateway
+) -> None:
+    # every version names the same entities: unserialised, they race to MERGE them
+    versions = [build_version(f"doc-{i}", "v1", 10) for i in range(5)]
+    async with trio.open_nursery() as nursery:
+        for v in versions:
+            nursery.start_soon(store.replace_document, *v.args())
+    assert await snapshot(gateway) == union(*(v.expected() for v in versions))
+    assert store.write_limiter.statistics().borrowed_tokens == 0

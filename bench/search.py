@@ -1,0 +1,296 @@
+"""Search latency against corpus size in the embedded engine: vector and hybrid, p50/p99.
+
+    .venv/bin/python bench/search.py [--sizes 1000,10000,100000] [--queries 100]
+
+Starts the embedded engine on a temporary data directory, grows a corpus of
+random 384-dimensional unit vectors (seeded; no model) with texts of 40 words drawn
+from a Zipf-distributed vocabulary (rank r drawn with weight 1/r) whose most common
+ranks are English function words, then 5,000 synthetic words, written through
+``KnowledgeStore.replace_document`` in documents of 100 chunks. At each size it
+measures, sequentially, ``Searcher.vector`` and ``Searcher.hybrid`` (limit 10)
+with random query vectors (the query embedding is precomputed: its cost is not
+measured) and five-word text queries from the same distribution, in two states of
+the vector index:
+
+* **pending**: right after the writes, while queries scan the vectors that are not
+  in the index graph yet (30 queries of each kind, so that this ends before the
+  engine starts building);
+* **built**: after the engine built the index graph (it does so lazily, after ~15 s
+  without writes, at a few hundred vectors per second). The bench waits the
+  expected build time, then probes the vector latency every few seconds until it
+  stops improving (``--queries`` queries of each kind).
+
+Prints progress to stderr and a Markdown table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import trio
+import trio_asyncio
+
+from agent_trio import load_settings
+from agent_trio.engine import EngineInfo, run_embedded_engine
+from agent_trio.graph import (
+    STOPWORDS,
+    ArcadeDialect,
+    ChunkRecord,
+    DocumentRecord,
+    GraphGateway,
+    GraphTarget,
+    KnowledgeStore,
+    open_graph,
+)
+from agent_trio.search import Searcher
+
+DIMENSIONS = 384
+CHUNKS_PER_DOCUMENT = 100
+WORDS_PER_CHUNK = 40
+#: function words first (the commonest ranks), then synthetic words
+VOCABULARY = [*sorted(STOPWORDS), *(f"w{i}" for i in range(5000))]
+QUERY_WORDS = 5
+LIMIT = 10
+#: the engine starts building after this many idle seconds (ENGINE.md) ...
+BUILD_IDLE_SECONDS = 15.0
+#: ... at about this many vectors per second; the wait assumes a little less
+BUILD_RATE = 250.0
+PROBE_EVERY = 5.0
+#: queries per measurement in the pending state: few, so that it ends before the
+#: engine starts building (after BUILD_IDLE_SECONDS)
+PENDING_QUERIES = 30
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Corpus:
+    """Deterministic random vectors and texts."""
+
+    rng: random.Random
+    weights: list[float]
+
+    @classmethod
+    def seeded(cls, seed: int) -> Corpus:
+        weights = [1.0 / (rank + 1) for rank in range(len(VOCABULARY))]  # Zipf, s = 1
+        return cls(random.Random(seed), weights)
+
+    def vector(self) -> list[float]:
+        values = [self.rng.random() * 2.0 - 1.0 for _ in range(DIMENSIONS)]
+        norm = math.sqrt(sum(v * v for v in values))
+        return [v / norm for v in values]
+
+    def words(self, n: int) -> str:
+        return " ".join(self.rng.choices(VOCABULARY, weights=self.weights, k=n))
+
+    def document(self, number: int) -> tuple[DocumentRecord, list[ChunkRecord]]:
+        doc_id = f"bench-{number}"
+        chunks = [
+            ChunkRecord(
+                id=f"{doc_id}:{i}",
+                index=i,
+                text=self.words(WORDS_PER_CHUNK),
+                token_estimate=WORDS_PER_CHUNK,
+                embedding=self.vector(),
+            )
+            for i in range(CHUNKS_PER_DOCUMENT)
+        ]
+        record = DocumentRecord(doc_id, f"Document {number}", f"{doc_id}.md", "", f"h{number}")
+        return record, chunks
+
+
+class PrecomputedEmbedder:
+    """Hands out random query vectors prepared in advance (no embedding cost)."""
+
+    dimensions = DIMENSIONS
+
+    def __init__(self, corpus: Corpus, count: int) -> None:
+        self._vectors = [corpus.vector() for _ in range(count)]
+        self._next = 0
+
+    async def embed_query(self, text: str) -> list[float]:
+        vector = self._vectors[self._next % len(self._vectors)]
+        self._next += 1
+        return vector
+
+
+@dataclass
+class Row:
+    size: int
+    state: str
+    vector_p50: float
+    vector_p99: float
+    hybrid_p50: float
+    hybrid_p99: float
+    waited: float
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return ordered[index]
+
+
+async def timed(calls: int, call: Callable[[int], Awaitable[object]]) -> list[float]:
+    out = []
+    for i in range(calls):
+        started = time.perf_counter()
+        await call(i)
+        out.append((time.perf_counter() - started) * 1000.0)
+    return out
+
+
+async def measure(
+    searcher: Searcher, queries: list[str], size: int, state: str, waited: float
+) -> Row:
+    n = len(queries) if state == "built" else min(len(queries), PENDING_QUERIES)
+    await timed(3, lambda i: searcher.hybrid(queries[-1 - i], LIMIT))  # warm-up, not counted
+    vector = await timed(n, lambda i: searcher.vector(queries[i], LIMIT))
+    hybrid = await timed(n, lambda i: searcher.hybrid(queries[i], LIMIT))
+    row = Row(
+        size,
+        state,
+        statistics.median(vector),
+        percentile(vector, 0.99),
+        statistics.median(hybrid),
+        percentile(hybrid, 0.99),
+        waited,
+    )
+    log(
+        f"{size} {state}: vector p50 {row.vector_p50:.1f} ms p99 {row.vector_p99:.1f} ms, "
+        f"hybrid p50 {row.hybrid_p50:.1f} ms p99 {row.hybrid_p99:.1f} ms"
+    )
+    return row
+
+
+async def grow(store: KnowledgeStore, corpus: Corpus, have: int, want: int) -> None:
+    started = time.perf_counter()
+    for number in range(have // CHUNKS_PER_DOCUMENT, want // CHUNKS_PER_DOCUMENT):
+        await store.replace_document(*corpus.document(number))
+        done = (number + 1) * CHUNKS_PER_DOCUMENT
+        if done % 10_000 == 0:
+            rate = (done - have) / (time.perf_counter() - started)
+            log(f"wrote {done} chunks ({rate:.0f} chunks/s)")
+
+
+async def wait_for_build(searcher: Searcher, queries: list[str], new_vectors: int) -> float:
+    """Wait the expected build time, then until the vector latency stops improving."""
+    started = time.perf_counter()
+    expected = BUILD_IDLE_SECONDS + new_vectors / BUILD_RATE
+    deadline = started + expected * 2 + 60
+    log(f"waiting for the index build: about {expected:.0f} s")
+    best = math.inf
+    steady = 0
+    while time.perf_counter() < deadline:
+        await trio.sleep(PROBE_EVERY)
+        probe = statistics.median(await timed(7, lambda i: searcher.vector(queries[i], LIMIT)))
+        elapsed = time.perf_counter() - started
+        log(f"  {elapsed:.0f} s: vector p50 {probe:.1f} ms")
+        if elapsed < expected:
+            best = min(best, probe)
+            continue
+        steady = steady + 1 if probe >= best * 0.85 else 0
+        best = min(best, probe)
+        if steady >= 2:
+            break
+    else:
+        log("the build did not settle before the deadline; measuring anyway")
+    return time.perf_counter() - started
+
+
+async def run(sizes: list[int], n_queries: int, heap_mb: int) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="agent-trio-bench-") as data:
+        settings = load_settings(agent_data_dir=Path(data), engine_heap_mb=heap_mb)
+        async with trio.open_nursery() as nursery:
+            log("starting the embedded engine")
+            info: EngineInfo = await nursery.start(run_embedded_engine, settings)
+            try:
+                return await bench(info, sizes, n_queries)
+            finally:
+                nursery.cancel_scope.cancel()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def bench(info: EngineInfo, sizes: list[int], n_queries: int) -> list[Row]:
+    target = GraphTarget(info.bolt_uri, info.user, info.password, info.database)
+    corpus = Corpus.seeded(7)
+    queries = [corpus.words(QUERY_WORDS) for _ in range(n_queries)]
+    rows: list[Row] = []
+    async with (
+        trio_asyncio.open_loop() as loop,
+        open_graph(target, loop=loop, limiter=trio.CapacityLimiter(4), query_timeout=120) as gw,
+        httpx.AsyncClient(timeout=60) as http,
+    ):
+        store = await open_store(gw, http, info)
+        searcher = Searcher(store, PrecomputedEmbedder(corpus, n_queries))
+        have = 0
+        for size in sizes:
+            log(f"growing the corpus to {size} chunks")
+            await grow(store, corpus, have, size)
+            rows.append(await measure(searcher, queries, size, "pending", 0.0))
+            waited = await wait_for_build(searcher, queries, size - have)
+            rows.append(await measure(searcher, queries, size, "built", waited))
+            have = size
+    return rows
+
+
+async def open_store(gw: GraphGateway, http: httpx.AsyncClient, info: EngineInfo) -> KnowledgeStore:
+    dialect = ArcadeDialect(
+        http, http_url=info.http_url, database=info.database, user=info.user, password=info.password
+    )
+    store = KnowledgeStore(gw, dialect, dimensions=DIMENSIONS)
+    await store.ensure_schema()
+    return store
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| chunks | index | vector p50 | vector p99 | hybrid p50 | hybrid p99 | build wait |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        wait = f"{r.waited:.0f} s" if r.state == "built" else "–"
+        lines.append(
+            f"| {r.size:,} | {r.state} | {r.vector_p50:.1f} ms | {r.vector_p99:.1f} ms "
+            f"| {r.hybrid_p50:.1f} ms | {r.hybrid_p99:.1f} ms | {wait} |"
+        )
+    built = {r.size: r.vector_p50 for r in rows if r.state == "built"}
+    if len(built) >= 2:
+        small, large = min(built), max(built)
+        lines.append("")
+        lines.append(
+            f"Vector p50, built: {large:,} vs {small:,} chunks = "
+            f"{built[large] / built[small]:.2f}x (goal: at most 2x)."
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--queries", type=int, default=100, help="queries per measurement")
+    parser.add_argument("--heap-mb", type=int, default=1024, help="engine heap (ENGINE_HEAP_MB)")
+    args = parser.parse_args(argv)
+    sizes = sorted({int(s) for s in args.sizes.split(",")})
+    if any(s % CHUNKS_PER_DOCUMENT for s in sizes):
+        parser.error(f"sizes must be multiples of {CHUNKS_PER_DOCUMENT}")
+    started = time.perf_counter()
+    rows = trio.run(run, sizes, args.queries, args.heap_mb)
+    print(table(rows))
+    log(f"done in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
