@@ -12,11 +12,14 @@ only once everything is ready.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Generic, TypeVar
 
 import httpx
@@ -158,6 +161,29 @@ async def _engine_or_external(
             nursery.cancel_scope.cancel()  # the engine stops itself, shielded
 
 
+@asynccontextmanager
+async def _warm_imports(settings: Settings | None) -> AsyncIterator[None]:
+    """Import the local model's libraries in a thread while the engine starts.
+
+    Importing them takes longer than starting the engine; done side by side, the
+    embedder finds them imported when its turn comes. Only imports: the model
+    itself is loaded, and owned, by the embedder.
+    """
+    if settings is None or settings.embedding_provider != "local":
+        yield
+        return
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            partial(trio.to_thread.run_sync, _import_model_libraries, abandon_on_cancel=True)
+        )
+        yield
+
+
+def _import_model_libraries() -> None:
+    with contextlib.suppress(ImportError):  # the embedder says what is missing, its own way
+        importlib.import_module("sentence_transformers")
+
+
 def _dialect(engine: EngineInfo | None, http: httpx.AsyncClient) -> Dialect:
     if engine is None:
         return make_dialect("neo4j")  # an external server: arcadedb was refused above
@@ -190,6 +216,7 @@ async def open_service(
     open_emb = hooks.embedder or open_embedder
     open_chat_llm = hooks.llm or open_llm
     async with (
+        _warm_imports(settings if hooks.embedder is None else None),
         _engine_or_external(settings, hooks) as engine,
         trio_asyncio.open_loop() as loop,
         open_graph(
