@@ -11,17 +11,20 @@ too high. This controller moves two knobs within their configured bounds:
 Every request carries a :class:`Ticket` taken when it starts: how many of our
 requests were in flight then (``in_flight``, itself included; an upper bound of what
 the upstream saw, as some of them may have been answered already), which ones, and
-the controller's epochs. When it succeeds, the requests that were in flight both when
-it started and when it was answered overlapped it at the upstream: one plus their
-number is a concurrency the upstream is *proven* to accept (a lower bound). Signals:
+the controller's epochs. When it succeeds, the requests that were in flight when it
+started and still were a while later (a tenth of its own duration: longer than an
+answer takes to travel) overlapped it at the upstream: one plus their number is a
+concurrency the upstream is *proven* to accept (a lower bound). Signals:
 
-* **429 or timeout** - multiplicative decrease, once per epoch: answers to requests
-  that were sent before the last decrease say nothing new (as TCP reacts once per
-  round trip). A 429 is blamed on concurrency when its ``in_flight`` is above the
-  proven level, and the window shrinks to half, but not below that level;
-  otherwise that concurrency is known to work, so the 429 is blamed on the rate,
-  which is set to the number of our requests the upstream accepted in the current
-  window - the count at which it said "no". Timeouts are blamed on concurrency.
+* **429** - blamed on concurrency when its ``in_flight`` is above the proven level:
+  the upstream refused our ``in_flight``-th request, so its limit is at most
+  ``in_flight - 1``, and the window goes down to that bound (never below the proven
+  level). Otherwise that concurrency is known to work, so the 429 is blamed on the
+  rate, which is set (once per epoch) to the number of our requests the upstream
+  accepted in the current window - the count at which it said "no".
+* **timeout** - multiplicative decrease (``decrease_factor``), once per epoch:
+  answers to requests sent before the last decrease say nothing new (as TCP reacts
+  once per round trip); the proven level is forgotten down to the new window.
 * **success** - raises the proven level; the window never stays below it. Growth
   is additive and slow: one more token after ``probe_after`` successes that found
   every token in use, one more request per window (2 %) after a window's worth of
@@ -48,6 +51,7 @@ class Ticket:
     seq: int
     in_flight: int
     overlapped: frozenset[int]  # our requests in flight when this one started
+    sent_at: float
     concurrency_epoch: int
     rate_epoch: int
     saturated: bool  # every concurrency token was in use when this request started
@@ -83,7 +87,8 @@ class AdaptiveLimits:
         self._window = float(max_concurrency)
         self._proven = 0
         self._seq = 0
-        self._active: set[int] = set()
+        self._active: dict[int, float] = {}  # seq -> sent at
+        self._ended: dict[int, float] = {}  # seq -> answered at, while it may matter
         self._concurrency_epoch = 0
         self._rate_epoch = 0
         self._probe_after = probe_after
@@ -104,12 +109,14 @@ class AdaptiveLimits:
         """
         self._seq += 1
         before = frozenset(self._active)
-        self._active.add(self._seq)
+        now = trio.current_time()
+        self._active[self._seq] = now
         in_flight = len(before) + 1
         return Ticket(
             seq=self._seq,
             in_flight=in_flight,
             overlapped=before,
+            sent_at=now,
             concurrency_epoch=self._concurrency_epoch,
             rate_epoch=self._rate_epoch,
             saturated=in_flight >= self.limiter.total_tokens,
@@ -118,14 +125,25 @@ class AdaptiveLimits:
 
     def finish(self, ticket: Ticket) -> None:
         """The request is over (answered, failed or cancelled). Idempotent."""
-        self._active.discard(ticket.seq)
+        if self._active.pop(ticket.seq, None) is None:
+            return
+        self._ended[ticket.seq] = trio.current_time()
+        oldest = min(self._active.values(), default=math.inf)
+        for seq in [seq for seq, ended in self._ended.items() if ended < oldest]:
+            del self._ended[seq]  # no request in flight started before it ended
 
     # -- signals ---------------------------------------------------------------
     def on_success(self, ticket: Ticket) -> None:
         """Call before :meth:`finish`, while the other requests' state is current."""
         if not self.enabled:
             return
-        level = 1 + len(ticket.overlapped & self._active)
+        now = trio.current_time()
+        still = ticket.sent_at + 0.1 * (now - ticket.sent_at)
+        level = 1 + sum(
+            1
+            for seq in ticket.overlapped
+            if seq in self._active or self._ended.get(seq, -math.inf) > still
+        )
         if level > self._proven:
             self._proven = min(level, self.max_concurrency)
             if self._probing_concurrency and level >= self.limiter.total_tokens:
@@ -143,7 +161,7 @@ class AdaptiveLimits:
         if not self.enabled:
             return
         if ticket.in_flight > self._proven:
-            self._decrease_concurrency(ticket)
+            self._refused_at(ticket)
         else:
             self._decrease_rate(ticket, accepted_in_window)
 
@@ -154,15 +172,30 @@ class AdaptiveLimits:
             self._proven = min(self._proven, int(self._window))
 
     # -- internals -------------------------------------------------------------
+    def _refused_at(self, ticket: Ticket) -> None:
+        """The upstream refused our request number ``in_flight``: it was serving fewer of
+        ours than that, so its limit is at most ``in_flight - 1`` - a bound that holds
+        whatever else it was doing, so the window can go straight to it."""
+        bound = max(self._proven, self.min_concurrency, ticket.in_flight - 1)
+        if bound >= self._window:
+            return  # sent before an earlier decrease: nothing new
+        self._concurrency_epoch += 1
+        self._end_probe_as_failed()
+        self._set_window(bound)
+        self._saturated_successes = 0
+        self.decreases += 1
+
+    def _end_probe_as_failed(self) -> None:
+        if self._probing_concurrency:
+            self._probing_concurrency = False
+            self._probe_after = min(self._probe_after * 2, self.max_probe_after)
+
     def _decrease_concurrency(self, ticket: Ticket) -> bool:
         if ticket.concurrency_epoch != self._concurrency_epoch:
             return False
         self._concurrency_epoch += 1
-        if self._probing_concurrency:
-            self._probing_concurrency = False
-            self._probe_after = min(self._probe_after * 2, self.max_probe_after)
-        floor = self._proven if ticket.in_flight > self._proven else self.min_concurrency
-        self._set_window(max(self._window * self.decrease_factor, floor, self.min_concurrency))
+        self._end_probe_as_failed()
+        self._set_window(max(self._window * self.decrease_factor, self.min_concurrency))
         self._saturated_successes = 0
         self.decreases += 1
         return True

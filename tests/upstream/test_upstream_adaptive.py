@@ -32,24 +32,36 @@ def _throttled_at(limits: AdaptiveLimits, level: int, accepted: int = 0) -> None
         limits.finish(ticket)
 
 
-async def test_decrease_once_per_epoch_and_never_below_proven() -> None:
+async def test_429_shrinks_to_the_refused_level_never_below_proven(autojump_clock: trio.abc.Clock) -> None:
     limits = _limits(8)
     limiter = limits.limiter
-    stale = [limits.ticket(rate_bound=False) for _ in range(8)]
-    limits.on_throttled(stale[5], accepted_in_window=0)
+    burst = [limits.ticket(rate_bound=False) for _ in range(8)]
+    limits.on_throttled(burst[6], accepted_in_window=0)  # refused our 7th: limit <= 6
+    assert limiter.total_tokens == 6
+    limits.on_throttled(burst[7], accepted_in_window=0)  # the 8th says less: ignored
+    assert limiter.total_tokens == 6
+    limits.on_throttled(burst[4], accepted_in_window=0)  # refused the 5th: limit <= 4
     assert limiter.total_tokens == 4
-    limits.on_throttled(stale[6], accepted_in_window=0)  # sent before the cut: ignored
-    assert limiter.total_tokens == 4
-    for ticket in stale:
+    for ticket in burst:
         limits.finish(ticket)
     _succeed_at(limits, 3)  # 3 overlapping requests were accepted
     assert limits.statistics()["proven_concurrency"] == 3
     _throttled_at(limits, 4)
-    assert limiter.total_tokens == 3  # 4 * 0.5 = 2, but 3 is proven
-    assert limits.statistics()["concurrency_decreases"] == 2
+    assert limiter.total_tokens == 3
+    assert limits.statistics()["concurrency_decreases"] == 3
 
 
-async def test_a_success_only_proves_the_overlap_it_saw() -> None:
+async def test_timeouts_halve_once_per_epoch(autojump_clock: trio.abc.Clock) -> None:
+    limits = _limits(8)
+    tickets = [limits.ticket(rate_bound=False) for _ in range(8)]
+    limits.on_timeout(tickets[0])
+    limits.on_timeout(tickets[1])  # same round trip: one cut only
+    assert limits.limiter.total_tokens == 4
+    limits.on_timeout(limits.ticket(rate_bound=False))
+    assert limits.limiter.total_tokens == 2
+
+
+async def test_a_success_only_proves_the_overlap_it_saw(autojump_clock: trio.abc.Clock) -> None:
     limits = _limits(8)
     first = limits.ticket(rate_bound=False)
     second = limits.ticket(rate_bound=False)  # in flight: 2 (upper bound)
@@ -57,12 +69,30 @@ async def test_a_success_only_proves_the_overlap_it_saw() -> None:
     limits.on_success(second)
     limits.finish(second)
     assert limits.statistics()["proven_concurrency"] == 1
+    # answered at the same moment as the next request was sent: it did not overlap it
+    third = limits.ticket(rate_bound=False)
+    fourth = limits.ticket(rate_bound=False)
+    await trio.sleep(0.01)
+    limits.finish(third)
+    await trio.sleep(0.99)
+    limits.on_success(fourth)
+    limits.finish(fourth)
+    assert limits.statistics()["proven_concurrency"] == 1
+    # still in flight well after the next one was sent: proven overlap
+    fifth = limits.ticket(rate_bound=False)
+    sixth = limits.ticket(rate_bound=False)
+    await trio.sleep(0.5)
+    limits.finish(fifth)
+    await trio.sleep(0.5)
+    limits.on_success(sixth)
+    limits.finish(sixth)
+    assert limits.statistics()["proven_concurrency"] == 2
 
 
-async def test_probes_grow_slowly_and_back_off_when_they_fail() -> None:
+async def test_probes_grow_slowly_and_back_off_when_they_fail(autojump_clock: trio.abc.Clock) -> None:
     limits = _limits(8)
     limiter = limits.limiter
-    _throttled_at(limits, 8)
+    _throttled_at(limits, 5)
     _succeed_at(limits, 4)
     assert limiter.total_tokens == 4
     for _ in range(2):
@@ -81,7 +111,7 @@ async def test_probes_grow_slowly_and_back_off_when_they_fail() -> None:
     assert limits.statistics()["proven_concurrency"] == 5
 
 
-async def test_429_at_a_proven_concurrency_is_blamed_on_the_rate() -> None:
+async def test_429_at_a_proven_concurrency_is_blamed_on_the_rate(autojump_clock: trio.abc.Clock) -> None:
     limits = _limits(4, rate=100)
     _succeed_at(limits, 2)
     _throttled_at(limits, 2, accepted=37)
