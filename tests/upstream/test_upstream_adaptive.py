@@ -32,7 +32,9 @@ def _throttled_at(limits: AdaptiveLimits, level: int, accepted: int = 0) -> None
         limits.finish(ticket)
 
 
-async def test_429_shrinks_to_the_refused_level_never_below_proven(autojump_clock: trio.abc.Clock) -> None:
+async def test_429_shrinks_to_the_refused_level_never_below_proven(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     limits = _limits(8)
     limiter = limits.limiter
     burst = [limits.ticket(rate_bound=False) for _ in range(8)]
@@ -89,7 +91,9 @@ async def test_a_success_only_proves_the_overlap_it_saw(autojump_clock: trio.abc
     assert limits.statistics()["proven_concurrency"] == 2
 
 
-async def test_probes_grow_slowly_and_back_off_when_they_fail(autojump_clock: trio.abc.Clock) -> None:
+async def test_probes_grow_slowly_and_back_off_when_they_fail(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     limits = _limits(8)
     limiter = limits.limiter
     _throttled_at(limits, 5)
@@ -111,7 +115,9 @@ async def test_probes_grow_slowly_and_back_off_when_they_fail(autojump_clock: tr
     assert limits.statistics()["proven_concurrency"] == 5
 
 
-async def test_429_at_a_proven_concurrency_is_blamed_on_the_rate(autojump_clock: trio.abc.Clock) -> None:
+async def test_429_at_a_proven_concurrency_is_blamed_on_the_rate(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     limits = _limits(4, rate=100)
     _succeed_at(limits, 2)
     _throttled_at(limits, 2, accepted=37)
