@@ -38,6 +38,7 @@ from agent_trio.graph import (
     make_dialect,
     open_graph,
 )
+from agent_trio.ingest import Ingestor, extractor_for
 from agent_trio.search import Searcher
 from agent_trio.upstream import Embedder, LlmClient, open_embedder, open_llm
 
@@ -75,6 +76,7 @@ class Service:
     http: httpx.AsyncClient
     knowledge: KnowledgeStore
     searcher: Searcher
+    ingestor: Ingestor
     limiters: dict[str, trio.CapacityLimiter]
     engine: EngineInfo | None
     started_at: float = field(default_factory=time.monotonic)
@@ -243,6 +245,13 @@ async def open_service(
             http=http,
             knowledge=knowledge,
             searcher=Searcher(knowledge, embedder),
+            ingestor=Ingestor(
+                knowledge,
+                embedder,
+                extractor_for(settings, llm),
+                chunk_size=settings.chunk_size,
+                chunk_overlap=settings.chunk_overlap,
+            ),
             limiters=limiters,
             engine=engine,
         )
