@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     # -- ingestion ---------------------------------------------------------
     chunk_size: int = Field(1000, ge=100, le=20_000)
     chunk_overlap: int = Field(200, ge=0)
+    #: files or folders (comma-separated) ingested in the background once the service is up
+    ingest_on_start: str | None = None
 
     # -- HTTP --------------------------------------------------------------
     api_key: SecretStr | None = None
@@ -173,6 +175,12 @@ class Settings(BaseSettings):
     def embedded_engine(self) -> bool:
         """True when the service starts its own graph engine (NEO4J_URI unset)."""
         return self.neo4j_uri is None
+
+    @property
+    def ingest_on_start_paths(self) -> list[Path]:
+        if not self.ingest_on_start:
+            return []
+        return [Path(p.strip()) for p in self.ingest_on_start.split(",") if p.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -13,6 +13,7 @@ import trio
 
 from agent_trio import GraphUnavailable, ResourceClosed, Settings, load_settings
 from agent_trio.engine import EngineInfo
+from agent_trio.ingest import document_id_for
 from agent_trio.service import ServiceHooks, open_service, serve_service
 from agent_trio.upstream import Embedder, open_embedder
 from tests.fakes import openai_embeddings_transport
@@ -122,3 +123,26 @@ async def test_serve_service_owns_the_embedded_engine(tmp_path: Path) -> None:
     assert trio.current_time() - stop_requested < 10
     assert not pid_alive(pid)
     assert service.graph.closed
+
+
+async def test_ingest_on_start_runs_in_the_background(
+    engine_info: EngineInfo, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("# Alpha\n\nAlpha Corp makes anvils in Springfield.\n")
+    (corpus / "b.txt").write_text("Beta Ltd was founded on 3 March 2021 by Ann Lee.\n")
+    (corpus / "bad.md").write_text("---\ntitle: [unclosed\n---\nbody\n")
+    settings = fake_api_settings(tmp_path, ingest_on_start=f"{corpus}")
+    hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
+    ids = [document_id_for(str(corpus / name)) for name in ("a.md", "b.txt", "bad.md")]
+    async with open_service(settings, hooks=hooks) as service:
+        get = service.knowledge.get_document
+        with trio.fail_after(30):
+            while await get(ids[0]) is None or await get(ids[1]) is None:  # noqa: ASYNC110
+                await trio.sleep(0.1)
+        alpha = await get(ids[0])
+        assert alpha is not None
+        assert alpha.title == "Alpha"
+        assert alpha.chunks
+        assert await get(ids[2]) is None  # reported and skipped, not fatal

@@ -20,13 +20,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Generic, TypeVar
 
 import httpx
 import trio
 import trio_asyncio
 
-from agent_trio._errors import ConfigError, EngineError
+from agent_trio._errors import AgentTrioError, ConfigError, EngineError
 from agent_trio._settings import Settings
 from agent_trio._version import __version__
 from agent_trio.engine import EngineInfo, run_embedded_engine
@@ -186,6 +187,27 @@ def _import_model_libraries() -> None:
         importlib.import_module("sentence_transformers")
 
 
+async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
+    """INGEST_ON_START: ingest these paths once, in the background; never fatal."""
+    summary = None
+    try:
+        summary = await service.ingestor.ingest_paths(paths)
+    except* AgentTrioError as group:
+        for exc in group.exceptions:
+            log.error("INGEST_ON_START failed: %s", exc)
+    if summary is None:
+        return
+    log.info(
+        "INGEST_ON_START: %d documents written, %d unchanged, %d failed (%d chunks)",
+        summary.documents,
+        summary.skipped,
+        len(summary.failed),
+        summary.chunks,
+    )
+    for source, reason in summary.failed:
+        log.warning("INGEST_ON_START could not ingest %s: %s", source, reason)
+
+
 def _dialect(engine: EngineInfo | None, http: httpx.AsyncClient) -> Dialect:
     if engine is None:
         return make_dialect("neo4j")  # an external server: arcadedb was refused above
@@ -263,7 +285,13 @@ async def open_service(
             embedder.model,
             llm.model if llm else "none (extractive answers)",
         )
-        yield service
+        async with trio.open_nursery() as background:
+            if settings.ingest_on_start_paths:
+                background.start_soon(_ingest_on_start, service, settings.ingest_on_start_paths)
+            try:
+                yield service
+            finally:
+                background.cancel_scope.cancel()
     log.info("service closed")
 
 
