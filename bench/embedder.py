@@ -317,6 +317,8 @@ def report(outcomes: list[Outcome], window: float, command: str, seconds: float)
         "|---|---|---|---|---|---|---|---|---|",
         *(row(o, window) for o in outcomes),
         "",
+        *verdicts(outcomes),
+        "",
         "Notes per row:",
         "",
         *(
@@ -327,6 +329,43 @@ def report(outcomes: list[Outcome], window: float, command: str, seconds: float)
         "",
     ]
     return "\n".join(lines)
+
+
+def verdicts(outcomes: list[Outcome]) -> list[str]:
+    """The issue's criteria, checked against the rows above."""
+    by = {(o.scenario[0], o.client): o for o in outcomes}
+    lines = ["Criteria:", ""]
+    if (a := by.get(("a", "ours"))) is not None:
+        ok = a.ideal / a.elapsed >= 0.97 and a.throttled == 0
+        lines.append(
+            f"- (a) ≥ 0.97 of the allowed rate with zero 429s: {a.ideal / a.elapsed:.3f}, "
+            f"{a.throttled} 429s - {'met' if ok else 'NOT met'}."
+        )
+    if (b := by.get(("b", "ours"))) is not None:
+        ok = b.throttled_second_half <= 0.02
+        lines.append(
+            f"- (b) ≤ 2 % of requests answered 429 after convergence: "
+            f"{b.throttled_second_half:.1%} - {'met' if ok else 'NOT met'}."
+        )
+    for key in ("c", "e"):
+        ours, old = by.get((key, "ours")), by.get((key, "predecessor"))
+        if ours is None:
+            continue
+        lost = ours.wrong + ours.missing
+        ratio = ours.ideal / ours.elapsed
+        ok = not ours.error and lost == 0 and ratio >= 0.9
+        got = f"failed loudly ({ours.error})" if ours.error else f"{lost} wrong or missing"
+        old_lost = (
+            f"; the predecessor's algorithm silently returned {old.wrong + old.missing} "
+            "zero vectors"
+            if old
+            else ""
+        )
+        lines.append(
+            f"- ({key}) every vector correct (or a loud failure) at ≥ 0.9 of what the limits "
+            f"allow: {got}, {ratio:.3f}{old_lost} - {'met' if ok else 'NOT met'}."
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
