@@ -1,0 +1,105 @@
+"""Showing a run's progress: a bar on a terminal, log lines anywhere else."""
+
+from __future__ import annotations
+
+import logging
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+
+from agent_trio.ingest._outcome import DocumentOutcome
+
+__all__ = ["LogProgress", "TerminalProgress", "progress_for"]
+
+log = logging.getLogger("agent_trio.ingest")
+
+
+class LogProgress:
+    """One log line per document (logger ``agent_trio.ingest``), failures as warnings."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+
+    def started(self, total: int) -> None:
+        self.total = total
+        log.info("ingesting %d files", total)
+
+    def document_started(self, source: str) -> None:
+        pass
+
+    def document_finished(self, outcome: DocumentOutcome) -> None:
+        self.done += 1
+        if outcome.status == "unchanged":
+            log.info("[%d/%d] %s: unchanged", self.done, self.total, outcome.source)
+            return
+        log.info(
+            "[%d/%d] %s: %d chunks, %d entities, %d facts",
+            self.done,
+            self.total,
+            outcome.source,
+            outcome.chunk_count,
+            outcome.entity_count,
+            outcome.fact_count,
+        )
+
+    def document_failed(self, source: str, reason: str) -> None:
+        self.done += 1
+        log.warning("[%d/%d] %s: failed: %s", self.done, self.total, source, reason)
+
+    def close(self) -> None:
+        pass
+
+
+class TerminalProgress:
+    """A progress bar (``rich``) on ``console``; failures are printed above it."""
+
+    def __init__(self, console: Console) -> None:
+        self._bar = Progress(
+            TextColumn("ingesting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}", style="dim"),
+            console=console,
+            auto_refresh=False,  # redrawn on each document: no refresh thread
+        )
+        self._task: TaskID | None = None
+
+    def started(self, total: int) -> None:
+        self._task = self._bar.add_task("ingest", total=total, last="")
+        self._bar.start()
+
+    def document_started(self, source: str) -> None:
+        pass
+
+    def document_finished(self, outcome: DocumentOutcome) -> None:
+        self._advance(outcome.source)
+
+    def document_failed(self, source: str, reason: str) -> None:
+        self._bar.console.print(Text(f"failed: {source}: {reason}", style="red"))
+        self._advance(source)
+
+    def close(self) -> None:
+        """Leave the bar as it stands; idempotent."""
+        self._bar.stop()
+
+    def _advance(self, source: str) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, advance=1, last=source, refresh=True)
+
+
+def progress_for(stream: TextIO) -> LogProgress | TerminalProgress:
+    """A bar when ``stream`` is a terminal, else log lines."""
+    if stream.isatty():
+        return TerminalProgress(Console(file=stream))
+    return LogProgress()

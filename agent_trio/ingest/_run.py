@@ -1,0 +1,248 @@
+"""A run over many files: three stages in one nursery, joined by bounded channels.
+
+::
+
+    read (1 task) ──▶ [read_ahead documents] ──▶ embed (embed_workers tasks)
+                  ──▶ [embed_workers documents] ──▶ write (1 task)
+
+* **read**: reads and chunks each file (in a worker thread) and asks the store for
+  the hash of its stored version; an unchanged document ends here.
+* **embed**: takes a document and whatever else is already waiting, up to
+  ``batch_texts`` chunks, and embeds them in ONE call (small documents share
+  requests, which matters under a per-minute request limit) while the extractor
+  works on each of them. Several workers run at once; the embedder's limiter, not
+  this code, decides how many requests are in flight.
+* **write**: one transaction per document (``KnowledgeStore.replace_document``);
+  the store runs one replacement at a time anyway.
+
+When a stage is slower than the one before it, the channel between them fills and
+the earlier stage waits: the number of documents read ahead of the writer is
+bounded (:meth:`Stages.max_in_flight`). A document that fails is reported with its
+reason and the others go on. Cancelling the run leaves every document either as it
+was or fully written, because each one is written in a single transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from agent_trio._errors import (
+    GraphError,
+    IngestError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamRejected,
+)
+from agent_trio.ingest._model import Extraction
+from agent_trio.ingest._outcome import DocumentOutcome, IngestSummary, Progress
+from agent_trio.ingest._steps import Prepared, Steps
+
+__all__ = [
+    "PER_DOCUMENT_ERRORS",
+    "Stages",
+    "embed_workers_for",
+    "failure_reason",
+    "run_pipeline",
+]
+
+#: errors that fail one document, not the run
+PER_DOCUMENT_ERRORS = (IngestError, UpstreamError, GraphError)
+#: errors of an embedding call that one document's text may have caused
+_ONE_MAY_BE_AT_FAULT = (UpstreamRejected, UpstreamProtocolError, ValueError)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """How wide the pipeline is. ``max_in_flight`` bounds documents read but not done."""
+
+    embed_workers: int
+    read_ahead: int
+    batch_texts: int
+
+    def max_in_flight(self) -> int:
+        """Documents taken up and not yet finished, at most (each has >= 1 chunk).
+
+        The reader holds one while it waits; ``read_ahead`` wait for a worker; each
+        worker holds a group of at most ``batch_texts`` documents, and no more than
+        were waiting plus the one it took; ``embed_workers`` wait for the writer,
+        which holds one.
+        """
+        workers = self.embed_workers
+        group = min(self.batch_texts, self.read_ahead + 1)
+        return 1 + self.read_ahead + workers * group + workers + 1
+
+
+def failure_reason(source: str, exc: Exception) -> str:
+    """The reason shown for a failed document; its source is shown beside it."""
+    text = str(exc).removeprefix(f"{source}: ")
+    if isinstance(exc, GraphError):
+        return f"graph database: {text}"
+    return text
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    prepared: Prepared
+    vectors: list[list[float]]
+    extraction: Extraction
+
+
+class _Run:
+    def __init__(
+        self, steps: Steps, stages: Stages, summary: IngestSummary, progress: Progress
+    ) -> None:
+        self.steps = steps
+        self.stages = stages
+        self.summary = summary
+        self.progress = progress
+
+    def finished(self, outcome: DocumentOutcome) -> None:
+        self.summary.add(outcome)
+        self.progress.document_finished(outcome)
+
+    def failed(self, source: str, exc: Exception) -> None:
+        reason = failure_reason(source, exc)
+        self.summary.failed.append((source, reason))
+        self.progress.document_failed(source, reason)
+
+    # -- stage 1 -------------------------------------------------------------------
+    async def read(self, files: Sequence[Path], send: trio.MemorySendChannel[Prepared]) -> None:
+        async with send:
+            for path in files:
+                source = path.as_posix()
+                self.progress.document_started(source)
+                try:
+                    prepared = await self.steps.prepare_file_in_thread(path)
+                    outcome = await self.steps.unchanged(prepared)
+                except PER_DOCUMENT_ERRORS as exc:
+                    self.failed(source, exc)
+                    continue
+                if outcome is not None:
+                    self.finished(outcome)
+                else:
+                    await send.send(prepared)
+
+    # -- stage 2 -------------------------------------------------------------------
+    async def embed(
+        self,
+        receive: trio.MemoryReceiveChannel[Prepared],
+        send: trio.MemorySendChannel[_Embedded],
+    ) -> None:
+        async with receive, send:
+            async for first in receive:
+                for item in await self._embed_group(self._gather(first, receive)):
+                    await send.send(item)
+
+    def _gather(
+        self, first: Prepared, receive: trio.MemoryReceiveChannel[Prepared]
+    ) -> list[Prepared]:
+        """``first`` and the documents already waiting, up to about ``batch_texts`` chunks."""
+        group, texts = [first], len(first.chunks)
+        while texts < self.stages.batch_texts:
+            try:
+                more = receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            group.append(more)
+            texts += len(more.chunks)
+        return group
+
+    async def _embed_group(self, group: list[Prepared]) -> list[_Embedded]:
+        vectors: list[list[list[float]] | None] = [None] * len(group)
+        extractions: list[Extraction | None] = [None] * len(group)
+        failed: set[int] = set()
+
+        def fail(index: int, exc: Exception) -> None:
+            if index not in failed:
+                failed.add(index)
+                self.failed(group[index].doc.source, exc)
+
+        async def extract(index: int) -> None:
+            try:
+                extractions[index] = await self.steps.extract(group[index])
+            except PER_DOCUMENT_ERRORS as exc:
+                fail(index, exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._embed_into, group, vectors, fail)
+            for index in range(len(group)):
+                nursery.start_soon(extract, index)
+        return [
+            _Embedded(prepared, found, extraction)
+            for index, (prepared, found, extraction) in enumerate(
+                zip(group, vectors, extractions, strict=True)
+            )
+            if index not in failed and found is not None and extraction is not None
+        ]
+
+    async def _embed_into(
+        self,
+        group: list[Prepared],
+        vectors: list[list[list[float]] | None],
+        fail: Callable[[int, Exception], None],
+    ) -> None:
+        try:
+            vectors[:] = await self.steps.embed(group)
+        except _ONE_MAY_BE_AT_FAULT as exc:
+            if len(group) == 1:
+                fail(0, _as_error(group[0], exc))
+                return
+            # one document's text may be to blame: find it, the others go on
+            for index, prepared in enumerate(group):
+                try:
+                    (vectors[index],) = await self.steps.embed([prepared])
+                except (*_ONE_MAY_BE_AT_FAULT, UpstreamError) as one:
+                    fail(index, _as_error(prepared, one))
+        except UpstreamError as exc:
+            for index in range(len(group)):
+                fail(index, exc)
+
+    # -- stage 3 -------------------------------------------------------------------
+    async def write(self, receive: trio.MemoryReceiveChannel[_Embedded]) -> None:
+        async with receive:
+            async for item in receive:
+                try:
+                    outcome = await self.steps.write(item.prepared, item.vectors, item.extraction)
+                except PER_DOCUMENT_ERRORS as exc:
+                    self.failed(item.prepared.doc.source, exc)
+                else:
+                    self.finished(outcome)
+
+
+def _as_error(prepared: Prepared, exc: Exception) -> Exception:
+    if isinstance(exc, ValueError):  # the embedder refused a text before sending it
+        return IngestError(f"{prepared.doc.source}: cannot be embedded: {exc}")
+    return exc
+
+
+async def run_pipeline(
+    steps: Steps,
+    files: Sequence[Path],
+    *,
+    stages: Stages,
+    summary: IngestSummary,
+    progress: Progress,
+) -> None:
+    """Ingest ``files`` through the three stages; results go to ``summary``/``progress``."""
+    run = _Run(steps, stages, summary, progress)
+    send_prepared, receive_prepared = trio.open_memory_channel[Prepared](stages.read_ahead)
+    send_embedded, receive_embedded = trio.open_memory_channel[_Embedded](stages.embed_workers)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run.read, files, send_prepared)
+        nursery.start_soon(run.write, receive_embedded)
+        async with receive_prepared, send_embedded:
+            for _ in range(stages.embed_workers):
+                nursery.start_soon(run.embed, receive_prepared.clone(), send_embedded.clone())
+
+
+def embed_workers_for(total_tokens: float) -> int:
+    """One more worker than the embedder has slots (at least 2, at most 16), so a
+    request is ready whenever a slot frees while another worker hands on its group."""
+    if math.isinf(total_tokens):
+        return 16
+    return max(2, min(16, math.ceil(total_tokens) + 1))

@@ -1,0 +1,179 @@
+"""The steps every document goes through: prepare, check, extract, embed, write.
+
+One document (``Ingestor.ingest``) takes them in order; a run over many files
+(``_run.py``) spreads them over the stages of a pipeline. Reading and chunking run
+in a worker thread (file I/O, and CPU work that would otherwise stall the event
+loop of a serving process).
+
+What is embedded is each chunk's text under its heading path
+(:func:`embedding_text`, ``Chunk.context_text`` without saying a heading twice).
+The headings name what a chunk is about when its text does not (a section that
+says "the founders" under "How Kestrel Labs Began"), which is what a query is
+matched against; the stored text stays the exact slice of the document, and the
+full-text index sees only that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from agent_trio._errors import IngestError, UpstreamProtocolError
+from agent_trio.graph import KnowledgeStore
+from agent_trio.ingest._chunker import chunk_text, markdown_headings
+from agent_trio.ingest._extract import Extractor
+from agent_trio.ingest._mapping import PipelineShape, document_records, version_hash
+from agent_trio.ingest._model import Chunk, Extraction, SourceDocument
+from agent_trio.ingest._outcome import DocumentOutcome
+from agent_trio.ingest._reader import read_document
+from agent_trio.upstream import Embedder
+
+__all__ = ["Prepared", "Steps", "embedding_text"]
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """The chunk's text after its heading path, less the headings the text opens with."""
+    path = chunk.heading_path
+    said = _opening_headings(chunk.text)
+    if said and path[-len(said) :] == said:
+        path = path[: -len(said)]
+    if not path:
+        return chunk.text
+    return " > ".join(path) + "\n\n" + chunk.text
+
+
+def _opening_headings(text: str) -> tuple[str, ...]:
+    """The titles of the heading lines that ``text`` starts with."""
+    titles: list[str] = []
+    position = 0
+    for heading in markdown_headings(text):
+        if text[position : heading.start].strip():
+            break
+        titles.append(heading.title)
+        position = heading.end
+    return tuple(titles)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A document, its chunks, and the hash its stored version will carry."""
+
+    doc: SourceDocument
+    chunks: tuple[Chunk, ...]
+    stored_hash: str
+
+    @property
+    def texts(self) -> list[str]:
+        return [embedding_text(chunk) for chunk in self.chunks]
+
+
+class Steps:
+    """The per-document steps, bound to one store, embedder, extractor and chunking."""
+
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        embedder: Embedder,
+        extractor: Extractor,
+        *,
+        chunk_size: int,
+        chunk_overlap: int,
+    ) -> None:
+        if chunk_size < 1 or chunk_overlap < 0:
+            raise ValueError(
+                f"chunk_size must be >= 1 and chunk_overlap >= 0, "
+                f"got {chunk_size} and {chunk_overlap}"
+            )
+        self.store = store
+        self.embedder = embedder
+        self.extractor = extractor
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.shape = PipelineShape(
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            embedder=f"{embedder.provider}/{embedder.model}/{embedder.dimensions}",
+            extractor=type(extractor).__name__,
+        ).canonical()
+
+    # -- preparing (sync: runs in a worker thread) ---------------------------------
+    def prepare(self, doc: SourceDocument) -> Prepared:
+        """Chunk ``doc``; ``IngestError`` when it has no text to ingest."""
+        chunks = chunk_text(doc.content, size=self.chunk_size, overlap=self.chunk_overlap)
+        if not chunks:
+            raise IngestError(
+                f"{doc.source}: no text to ingest (empty, or nothing but front matter)"
+            )
+        return Prepared(doc, tuple(chunks), version_hash(doc.content_hash, self.shape))
+
+    def prepare_file(self, path: Path) -> Prepared:
+        return self.prepare(read_document(path))
+
+    async def prepare_in_thread(self, doc: SourceDocument) -> Prepared:
+        return await trio.to_thread.run_sync(self.prepare, doc)
+
+    async def prepare_file_in_thread(self, path: Path) -> Prepared:
+        return await trio.to_thread.run_sync(self.prepare_file, path)
+
+    # -- checking, extracting, embedding, writing --------------------------------
+    async def unchanged(self, prepared: Prepared) -> DocumentOutcome | None:
+        """The outcome ``unchanged`` if this very version is stored, else ``None``."""
+        stored = await self.store.document_hash(prepared.doc.document_id)
+        if stored != prepared.stored_hash:
+            return None
+        return DocumentOutcome(
+            id=prepared.doc.document_id,
+            source=prepared.doc.source,
+            status="unchanged",
+            chunk_count=len(prepared.chunks),
+            entity_count=0,
+            fact_count=0,
+        )
+
+    async def extract(self, prepared: Prepared) -> Extraction:
+        return await self.extractor.extract(prepared.doc, prepared.chunks)
+
+    async def embed(self, group: Sequence[Prepared]) -> list[list[list[float]]]:
+        """The chunk vectors of each document of ``group``, in one ``embed`` call."""
+        texts = [text for prepared in group for text in prepared.texts]
+        vectors = await self.embedder.embed(texts)
+        if len(vectors) != len(texts):
+            raise UpstreamProtocolError(
+                f"the embedder returned {len(vectors)} vectors for {len(texts)} texts",
+                upstream="embedding",
+            )
+        out: list[list[list[float]]] = []
+        start = 0
+        for prepared in group:
+            out.append(vectors[start : start + len(prepared.chunks)])
+            start += len(prepared.chunks)
+        return out
+
+    async def write(
+        self, prepared: Prepared, vectors: Sequence[Sequence[float]], extraction: Extraction
+    ) -> DocumentOutcome:
+        """Store this version of the document, with all its parts, in one transaction."""
+        records = document_records(
+            prepared.doc, prepared.chunks, vectors, extraction, stored_hash=prepared.stored_hash
+        )
+        try:
+            await self.store.replace_document(
+                records.document,
+                records.chunks,
+                records.entities,
+                records.facts,
+                records.mentions,
+            )
+        except ValueError as exc:  # records that contradict each other; nothing was sent
+            raise IngestError(f"{prepared.doc.source}: cannot be stored: {exc}") from exc
+        return DocumentOutcome(
+            id=records.document.id,
+            source=records.document.source,
+            status="written",
+            chunk_count=len(records.chunks),
+            entity_count=len({e.key for e in records.entities}),
+            fact_count=len({f.uuid for f in records.facts}),
+        )

@@ -1,0 +1,315 @@
+"""``python -m agent_trio ingest``: usage errors, startup failures, progress, summary,
+and the extractor it picks; one run end to end against a fake embedding server."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rich.console import Console
+
+from agent_trio import load_settings
+from agent_trio._cli import main
+from agent_trio.ingest import (
+    DocumentOutcome,
+    IngestSummary,
+    LlmExtractor,
+    LogProgress,
+    RuleExtractor,
+    TerminalProgress,
+    chunk_text,
+    extractor_for,
+    parse_document,
+    progress_for,
+    run_ingest_command,
+)
+from agent_trio.upstream import open_llm
+from tests.fakes import hashed_vector
+
+DIMENSIONS = 16
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A working directory without ``.env`` and settings that never reach a network."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(("EMBEDDING_", "LLM_", "NEO4J_", "GRAPH_", "AGENT_", "CHUNK_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AGENT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EMBEDDING_BASE_URL", "http://127.0.0.1:9/v1")  # never contacted
+    monkeypatch.setenv("EMBEDDING_DIMENSIONS", str(DIMENSIONS))
+    monkeypatch.setenv("LLM_PROVIDER", "none")
+    return tmp_path
+
+
+# -- bad usage: exit 2 before anything starts ------------------------------------------
+
+
+def test_no_paths_is_bad_usage(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_ingest_command([], clean=False) == 2
+    assert "give at least one file or folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # the parser says the same
+        main(["ingest"])
+    assert exit_info.value.code == 2
+
+
+def test_a_missing_path_is_bad_usage(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (clean_env / "real.md").write_text("# Real\n\nText.\n")
+    assert run_ingest_command([clean_env / "real.md", clean_env / "gone"], clean=True) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"ingest: {clean_env / 'gone'}: no such file or folder"
+    assert not (clean_env / "data").exists()  # the engine was not started
+
+
+def test_an_unsupported_file_given_explicitly_is_bad_usage(
+    clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (clean_env / "report.pdf").write_bytes(b"%PDF-1.7")
+    assert run_ingest_command([clean_env / "report.pdf"], clean=False) == 2
+    assert "unsupported file type '.pdf'" in capsys.readouterr().err
+
+
+def test_a_folder_without_documents_is_bad_usage(
+    clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (clean_env / "empty").mkdir()
+    (clean_env / "empty" / "image.png").write_bytes(b"\x89PNG")
+    assert run_ingest_command([clean_env / "empty"], clean=False) == 2
+    assert "nothing to ingest" in capsys.readouterr().err
+
+
+def test_invalid_settings_are_bad_usage_in_one_line(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (clean_env / "a.md").write_text("# A\n\nText.\n")
+    monkeypatch.setenv("CHUNK_SIZE", "50")
+    assert run_ingest_command([clean_env / "a.md"], clean=False) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("ingest: invalid configuration: CHUNK_SIZE='50'")
+
+
+# -- a service that cannot start: exit 1 ------------------------------------------------
+
+
+def test_a_locked_data_dir_fails_in_one_clear_line(
+    clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (clean_env / "a.md").write_text("# A\n\nText.\n")
+    data = clean_env / "data"
+    data.mkdir()
+    with open(data / "engine.lock", "w") as held:  # as a running server holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        status = run_ingest_command([clean_env / "a.md"], clean=False)
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"ingest: cannot ingest: the data directory {data}")
+    assert "is in use" in lines[0]
+
+
+# -- progress and summary ---------------------------------------------------------------
+
+
+def outcome(source: str, status: str = "written") -> DocumentOutcome:
+    return DocumentOutcome("id-" + source, source, status, 3, 2, 1)  # type: ignore[arg-type]
+
+
+def test_the_summary_names_every_failure() -> None:
+    summary = IngestSummary()
+    summary.add(outcome("a.md"))
+    summary.add(outcome("b.md", "unchanged"))
+    summary.failed.append(("c.md", "malformed front matter at line 2"))
+    assert summary.lines() == [
+        "documents: 1",
+        "chunks: 3",
+        "entities: 2",
+        "facts: 1",
+        "skipped: 1",
+        "failed: 1",
+        "  c.md: malformed front matter at line 2",
+    ]
+
+
+def test_a_terminal_gets_a_progress_bar() -> None:
+    screen = io.StringIO()
+    progress = TerminalProgress(Console(file=screen, force_terminal=True, width=120))
+    progress.started(3)
+    progress.document_finished(outcome("a.md"))
+    progress.document_failed("b.md", "no text to ingest")
+    progress.document_finished(outcome("c.md", "unchanged"))
+    progress.close()
+    progress.close()  # idempotent
+    shown = screen.getvalue()
+    assert "3/3" in shown
+    assert "failed: b.md: no text to ingest" in shown
+
+
+def test_elsewhere_progress_is_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    progress = LogProgress()
+    with caplog.at_level(logging.INFO, logger="agent_trio.ingest"):
+        progress.started(2)
+        progress.document_finished(outcome("a.md"))
+        progress.document_failed("b.md", "no text to ingest")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "ingesting 2 files"),
+        ("INFO", "[1/2] a.md: 3 chunks, 2 entities, 1 facts"),
+        ("WARNING", "[2/2] b.md: failed: no text to ingest"),
+    ]
+
+
+def test_the_progress_depends_on_the_stream() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert isinstance(progress_for(io.StringIO()), LogProgress)
+    assert isinstance(progress_for(Tty()), TerminalProgress)
+
+
+# -- the extractor ------------------------------------------------------------------------
+
+
+def test_rules_extract_when_there_is_no_llm(clean_env: Path) -> None:
+    assert isinstance(extractor_for(load_settings(), None), RuleExtractor)
+
+
+async def test_with_an_llm_the_extractor_asks_it(clean_env: Path) -> None:
+    bodies: list[dict[str, Any]] = []
+    answer = {
+        "entities": [
+            {"name": "Ida Berg", "type": "person"},
+            {"name": "Nordlys Labs", "type": "company"},
+        ],
+        "facts": [
+            {
+                "subject": "Ida Berg",
+                "object": "Nordlys Labs",
+                "relation": "founded",
+                "sentence": "Ida Berg founded Nordlys Labs in 2019.",
+                "valid_at": "2019",
+            }
+        ],
+    }
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        message = {"role": "assistant", "content": json.dumps(answer)}
+        return httpx.Response(200, json={"choices": [{"message": message}], "model": "m"})
+
+    settings = load_settings(llm_provider="openai", llm_base_url="http://llm.test/v1")
+    doc = parse_document("a.md", "# A\n\nIda Berg founded Nordlys Labs in 2019.")
+    async with open_llm(settings, transport=httpx.MockTransport(handle)) as llm:
+        extractor = extractor_for(settings, llm)
+        assert isinstance(extractor, LlmExtractor)
+        extraction = await extractor.extract(doc, chunk_text(doc.content, size=500, overlap=0))
+
+    assert {(e.key, e.type) for e in extraction.entities} == {
+        ("ida berg", "person"),
+        ("nordlys labs", "organization"),
+    }
+    (fact,) = extraction.facts
+    assert (fact.relation, fact.valid_at) == ("FOUNDED", "2019-01-01")
+    (body,) = bodies
+    assert body["temperature"] == 0
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+
+
+# -- end to end ---------------------------------------------------------------------------
+
+
+class _Embeddings(BaseHTTPRequestHandler):
+    """An OpenAI-compatible ``POST /v1/embeddings`` returning hashed vectors."""
+
+    texts: list[str]
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path != "/v1/embeddings":
+            self.send_error(404)
+            return
+        self.server.texts.extend(body["input"])  # type: ignore[attr-defined]
+        data = [
+            {"object": "embedding", "index": i, "embedding": hashed_vector(t, DIMENSIONS)}
+            for i, t in enumerate(body["input"])
+        ]
+        payload = json.dumps({"object": "list", "data": data, "model": body["model"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def embedding_server() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Embeddings)
+    server.texts = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.mark.slow
+@pytest.mark.engine
+def test_the_command_ingests_names_failures_and_exits_1(
+    tmp_path: Path, embedding_server: ThreadingHTTPServer
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\nIda Berg founded Nordlys Labs in 2019.\n")
+    (folder / "b.md").write_text("---\ntitle: [unclosed\n---\n\nText.\n")
+    (folder / "c.txt").write_text("Jonas Alm joined Nordlys Labs in 2021.\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDDING_", "LLM_"))}
+    env.update(
+        AGENT_DATA_DIR=str(tmp_path / "data"),
+        EMBEDDING_PROVIDER="openai",
+        EMBEDDING_BASE_URL=f"http://127.0.0.1:{embedding_server.server_address[1]}/v1",
+        EMBEDDING_MODEL="fake",
+        EMBEDDING_DIMENSIONS=str(DIMENSIONS),
+        EMBEDDING_RATE_LIMIT_PER_MINUTE="0",
+        LLM_PROVIDER="none",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "agent_trio", "ingest", str(folder), "--clean"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "documents: 2"
+    assert "skipped: 0" in lines
+    assert "failed: 1" in lines
+    assert lines[-1].startswith(f"  {folder / 'b.md'}: malformed front matter at line 2")
+    assert "[3/3]" in done.stderr  # progress as log lines: stderr is not a terminal
+    assert sorted(embedding_server.texts) == [  # type: ignore[attr-defined]
+        "# A\n\nIda Berg founded Nordlys Labs in 2019.",  # the heading is not said twice
+        "Jonas Alm joined Nordlys Labs in 2021.",
+    ]
