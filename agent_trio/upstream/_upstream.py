@@ -106,9 +106,9 @@ class UpstreamTuning:
     rate_period: float = 60.0
     rate_margin: float = 0.05
     max_throttled: int | None = None
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    backoff_jitter: float = 0.5
+    backoff_initial: float = 0.2
+    backoff_max: float = 10.0
+    backoff_jitter: float = 0.2
     max_retry_after: float = 300.0
     wall_clock: Callable[[], float] = time.time
 
