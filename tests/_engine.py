@@ -7,15 +7,19 @@ as the engine (the kernel kills the engine when the thread that started it exits
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
+from collections.abc import Iterator
 from types import TracebackType
+from typing import Any
 
+import httpx
 import trio
 
 from agent_trio import Settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
 
-__all__ = ["BackgroundEngine"]
+__all__ = ["BackgroundEngine", "own_database"]
 
 
 class BackgroundEngine:
@@ -70,3 +74,27 @@ class BackgroundEngine:
             async with trio.open_nursery() as nursery:
                 self._info = await nursery.start(run_embedded_engine, self._settings)
                 self._ready.set()
+
+
+@contextlib.contextmanager
+def own_database(engine: EngineInfo, name: str) -> Iterator[EngineInfo]:
+    """A database of its own on a running engine (dropped afterwards).
+
+    Tests whose schema differs (another vector dimension) use one, so that they do
+    not depend on which test created the shared database's indexes first.
+    """
+    auth = (engine.user, engine.password)
+    with httpx.Client(auth=auth, timeout=60) as client:
+
+        def command(text: str) -> Any:
+            response = client.post(f"{engine.http_url}/api/v1/server", json={"command": text})
+            response.raise_for_status()
+            return response.json()["result"]
+
+        if name in command("list databases"):
+            command(f"drop database {name}")
+        command(f"create database {name}")
+        try:
+            yield dataclasses.replace(engine, database=name)
+        finally:
+            command(f"drop database {name}")

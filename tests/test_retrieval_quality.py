@@ -9,7 +9,7 @@ the same questions and reported, so a regression in either side shows.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo
 from agent_trio.search import ChunkResult
 from agent_trio.service import Service, ServiceHooks, open_service
+from tests._engine import own_database
 from tests.retrieval_questions import CORPUS_DIR, QUESTIONS, RetrievalQuestion
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -34,9 +35,15 @@ def relevant(result: ChunkResult, question: RetrievalQuestion) -> bool:
 
 
 @pytest.fixture
-async def service(engine_info: EngineInfo, tmp_path: Path) -> AsyncIterator[Service]:
+def engine(engine_info: EngineInfo) -> Iterator[EngineInfo]:
+    with own_database(engine_info, "retrieval") as info:  # 384-dimensional vectors
+        yield info
+
+
+@pytest.fixture
+async def service(engine: EngineInfo, tmp_path: Path) -> AsyncIterator[Service]:
     settings: Settings = load_settings(agent_data_dir=tmp_path, embedding_provider="local")
-    async with open_service(settings, hooks=ServiceHooks(engine=engine_info)) as service:
+    async with open_service(settings, hooks=ServiceHooks(engine=engine)) as service:
         summary = await service.ingestor.ingest_paths([CORPUS_DIR], clean=True)
         assert summary.failed == []
         assert summary.documents == len(list(CORPUS_DIR.iterdir()))
