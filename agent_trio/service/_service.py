@@ -12,25 +12,22 @@ only once everything is ready.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import httpx
 import trio
 import trio_asyncio
 
-from agent_trio._errors import AgentTrioError, ConfigError, EngineError
+from agent_trio._errors import AgentTrioError, ConfigError
 from agent_trio._settings import Settings
 from agent_trio._version import __version__
-from agent_trio.engine import EngineInfo, run_embedded_engine
+from agent_trio.engine import EngineInfo
 from agent_trio.graph import (
     Dialect,
     GraphGateway,
@@ -41,6 +38,7 @@ from agent_trio.graph import (
 )
 from agent_trio.ingest import Ingestor, extractor_for
 from agent_trio.search import Searcher
+from agent_trio.service._engine import engine_or_external, warm_imports
 from agent_trio.upstream import Embedder, LlmClient, open_embedder, open_llm
 
 __all__ = ["Service", "ServiceHooks", "open_service", "serve_service"]
@@ -114,79 +112,6 @@ def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:
     return GraphTarget(settings.neo4j_uri, settings.neo4j_user, password, settings.neo4j_database)
 
 
-class _Reported(Generic[T]):
-    """A task status that remembers whether ``started`` was called."""
-
-    def __init__(self, inner: trio.TaskStatus[T]) -> None:
-        self._inner = inner
-        self.reported = False
-
-    def started(self, value: T) -> None:
-        self.reported = True
-        self._inner.started(value)
-
-
-async def _run_engine(
-    settings: Settings, *, task_status: trio.TaskStatus[EngineInfo] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Run the embedded engine; if it dies after it was ready, degrade instead of crashing.
-
-    A failed start is the service's failed start. A death later is logged, and the
-    service stays up: /health reports the graph as down (503) and graph routes
-    answer 503, rather than the whole server vanishing.
-    """
-    status = _Reported(task_status)
-    try:
-        await run_embedded_engine(settings, task_status=status)  # type: ignore[arg-type]
-    except EngineError as exc:
-        if not status.reported:
-            raise
-        log.error(
-            "%s; the graph stays unavailable until the service restarts",
-            str(exc).splitlines()[0],
-        )
-        await trio.sleep_forever()
-
-
-@asynccontextmanager
-async def _engine_or_external(
-    settings: Settings, hooks: ServiceHooks
-) -> AsyncIterator[EngineInfo | None]:
-    """Start the embedded engine in a nursery we own, unless one is given or not wanted."""
-    if hooks.engine is not None or not settings.embedded_engine:
-        yield hooks.engine
-        return
-    async with trio.open_nursery() as nursery:
-        engine: EngineInfo = await nursery.start(_run_engine, settings)
-        try:
-            yield engine
-        finally:
-            nursery.cancel_scope.cancel()  # the engine stops itself, shielded
-
-
-@asynccontextmanager
-async def _warm_imports(settings: Settings | None) -> AsyncIterator[None]:
-    """Import the local model's libraries in a thread while the engine starts.
-
-    Importing them takes longer than starting the engine; done side by side, the
-    embedder finds them imported when its turn comes. Only imports: the model
-    itself is loaded, and owned, by the embedder.
-    """
-    if settings is None or settings.embedding_provider != "local":
-        yield
-        return
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            partial(trio.to_thread.run_sync, _import_model_libraries, abandon_on_cancel=True)
-        )
-        yield
-
-
-def _import_model_libraries() -> None:
-    with contextlib.suppress(ImportError):  # the embedder says what is missing, its own way
-        importlib.import_module("sentence_transformers")
-
-
 async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
     """INGEST_ON_START: ingest these paths once, in the background; never fatal."""
     summary = None
@@ -240,8 +165,8 @@ async def open_service(
     open_emb = hooks.embedder or open_embedder
     open_chat_llm = hooks.llm or open_llm
     async with (
-        _warm_imports(settings if hooks.embedder is None else None),
-        _engine_or_external(settings, hooks) as engine,
+        warm_imports(settings if hooks.embedder is None else None),
+        engine_or_external(settings, hooks.engine) as engine,
         trio_asyncio.open_loop() as loop,
         open_graph(
             _graph_target(settings, engine),
