@@ -375,7 +375,7 @@ async def test_cancel_during_back_off_holds_no_slot(autojump_clock: trio.abc.Clo
         return httpx.Response(502)
 
     fake = FakeEmbeddings(script=script)
-    tuning = quick_tuning(backoff_initial=20.0)
+    tuning = quick_tuning(backoff_initial=20.0, backoff_max=60.0)
     async with open_embedder(embedding_settings(), transport=fake.transport(), tuning=tuning) as e:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(e.embed, ["a"])
