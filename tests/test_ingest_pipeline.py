@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from agent_trio import IngestError
+from agent_trio import IngestError, UpstreamRejected
 from agent_trio.ingest import (
     DocumentOutcome,
     Ingestor,
@@ -270,14 +270,26 @@ async def test_clean_deletes_every_document_first(kb: KnowledgeBase, tmp_path: P
 
 async def test_one_document_is_written_then_unchanged(kb: KnowledgeBase, tmp_path: Path) -> None:
     doc = parse_document("api/notes.md", "# Notes\n\nLena Vogt joined Corvid Systems in 2020.")
+    extraction = await RuleExtractor().extract(doc, chunk_text(doc.content, size=1000, overlap=0))
+    assert extraction.facts  # the outcome counts something
     async with ingestor_on(kb, tmp_path, FakeEmbeddings()) as (ingestor, _):
         written = await ingestor.ingest(doc)
         again = await ingestor.ingest(doc)
         with pytest.raises(IngestError, match=r"api/empty\.md: no text to ingest"):
             await ingestor.ingest(parse_document("api/empty.md", "---\ntitle: x\n---\n"))
-    assert written == DocumentOutcome(doc.document_id, "api/notes.md", "written", 1, 2, 1)
+    counts = (1, len(extraction.entities), len(extraction.facts))
+    assert written == DocumentOutcome(doc.document_id, "api/notes.md", "written", *counts)
     assert again == DocumentOutcome(doc.document_id, "api/notes.md", "unchanged", 1, 0, 0)
+    assert await stored_facts(kb, doc.document_id) == len(extraction.facts)
     assert await kb.count("Document") == 1
+
+
+async def test_one_document_lets_upstream_errors_through(kb: KnowledgeBase, tmp_path: Path) -> None:
+    doc = parse_document("api/poison.md", "POISON pill.")
+    async with ingestor_on(kb, tmp_path, FakeEmbeddings(reject="POISON")) as (ingestor, _):
+        with pytest.raises(UpstreamRejected):
+            await ingestor.ingest(doc)
+    assert await kb.count("Document") == 0
 
 
 # -- failures -----------------------------------------------------------------------

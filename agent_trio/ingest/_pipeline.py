@@ -20,6 +20,7 @@ from pathlib import Path
 
 import trio
 
+from agent_trio._errors import IngestError
 from agent_trio.graph import KnowledgeStore
 from agent_trio.ingest._extract import Extractor
 from agent_trio.ingest._model import SourceDocument
@@ -77,7 +78,10 @@ class Ingestor:
         if unchanged is not None:
             return unchanged
         extraction = await steps.extract(prepared)
-        (vectors,) = await steps.embed([prepared])
+        try:
+            (vectors,) = await steps.embed([prepared])
+        except ValueError as exc:  # the embedder refused a text before sending it
+            raise IngestError(f"{document.source}: cannot be embedded: {exc}") from exc
         return await steps.write(prepared, vectors, extraction)
 
     async def ingest_paths(
