@@ -160,6 +160,24 @@ def test_a_terminal_gets_a_progress_bar() -> None:
     assert "failed: b.md: no text to ingest" in shown
 
 
+def test_log_lines_written_during_the_bar_appear_above_it() -> None:
+    screen = io.StringIO()
+    handler = logging.StreamHandler(sys.stderr)  # as logging.basicConfig makes it
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        progress = TerminalProgress(Console(file=screen, force_terminal=True, width=120))
+        progress.started(1)
+        logging.getLogger("agent_trio.test").warning("a line while the bar shows")
+        progress.document_finished(outcome("a.md"))
+        progress.close()
+        assert handler.stream is sys.stderr  # put back
+    finally:
+        root.removeHandler(handler)
+    shown = screen.getvalue()
+    assert shown.index("a line while the bar shows") < shown.rindex("1/1")
+
+
 def test_elsewhere_progress_is_log_lines(caplog: pytest.LogCaptureFixture) -> None:
     progress = LogProgress()
     with caplog.at_level(logging.INFO, logger="agent_trio.ingest"):

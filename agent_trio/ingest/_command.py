@@ -9,6 +9,7 @@ stdout; progress, failures and errors to stderr.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,8 @@ def run_ingest_command(paths: Sequence[Path], *, clean: bool) -> int:
         settings = load_settings(ingest_on_start=None)
     except ConfigError as exc:
         return _usage(str(exc))
+    # a line per embedding request says nothing here; progress says what matters
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     progress = progress_for(sys.stderr)
     summary: IngestSummary | None = None
     status = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TextIO
 
 from rich.console import Console
@@ -61,7 +62,11 @@ class LogProgress:
 
 
 class TerminalProgress:
-    """A progress bar (``rich``) on ``console``; failures are printed above it."""
+    """A progress bar (``rich``) on ``console``; failures and log lines appear above it.
+
+    While the bar is shown, log handlers that write to the bar's stream write through
+    the bar instead (else each line would tear it); :meth:`close` puts them back.
+    """
 
     def __init__(self, console: Console) -> None:
         self._bar = Progress(
@@ -74,10 +79,14 @@ class TerminalProgress:
             auto_refresh=False,  # redrawn on each document: no refresh thread
         )
         self._task: TaskID | None = None
+        self._rerouted: list[tuple[logging.StreamHandler[TextIO], TextIO]] = []
 
     def started(self, total: int) -> None:
         self._task = self._bar.add_task("ingest", total=total, last="")
-        self._bar.start()
+        before = sys.stderr
+        self._bar.start()  # on a terminal, rich now proxies sys.stderr to print above the bar
+        if sys.stderr is not before:
+            self._reroute(before, sys.stderr)
 
     def document_started(self, source: str) -> None:
         pass
@@ -90,8 +99,17 @@ class TerminalProgress:
         self._advance(source)
 
     def close(self) -> None:
-        """Leave the bar as it stands; idempotent."""
+        """Leave the bar as it stands, and log handlers as they were; idempotent."""
+        for handler, stream in self._rerouted:
+            handler.setStream(stream)
+        self._rerouted = []
         self._bar.stop()
+
+    def _reroute(self, screen: TextIO, through: TextIO) -> None:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is screen:
+                handler.setStream(through)
+                self._rerouted.append((handler, screen))
 
     def _advance(self, source: str) -> None:
         if self._task is not None:
