@@ -22,13 +22,9 @@ whose message names the document and the reason.
 
 from agent_trio.ingest._chunker import chunk_text, estimate_tokens
 from agent_trio.ingest._command import run_ingest_command
-from agent_trio.ingest._extract import (
-    Complete,
-    Extractor,
-    LlmExtractor,
-    RuleExtractor,
-    entity_key,
-)
+from agent_trio.ingest._extract import Extractor
+from agent_trio.ingest._identity import entity_key
+from agent_trio.ingest._llm_extract import Complete, LlmExtractor
 from agent_trio.ingest._model import (
     ENTITY_TYPES,
     Chunk,
@@ -48,6 +44,7 @@ from agent_trio.ingest._reader import (
     parse_document,
     read_document,
 )
+from agent_trio.ingest._rules import RuleExtractor
 from agent_trio.ingest._setup import complete_with, extractor_for
 from agent_trio.ingest._steps import embedding_text
 

@@ -1,0 +1,112 @@
+"""Extraction by rules: deterministic, offline, from the text alone.
+
+The rules, in short: an entity is a run of capitalised words (name particles and
+``&`` may join them; a lone word at the start of a sentence counts only when the
+document also uses it elsewhere). Its type is voted by cues: company suffixes,
+event words, product codes and launch verbs, titles and roles, ``in <Place>``.
+A lone word that is the first word of exactly one longer name (``Kestrel`` for
+``Kestrel Labs``), or the last word of one person's name, is that entity. Each
+sentence with two or more entities gives a fact per pair of neighbouring entities;
+its relation comes from the verb between them (passive ``… by`` reverses it), its
+dates from the sentence: a date after ``until``, ``left``, ``ended`` … closes the
+fact (``invalid_at``), any other date opens it (``valid_at``).
+
+The parts: :mod:`._names` finds the names, :mod:`._kinds` types them,
+:mod:`._relations` and :mod:`._dates` read what a sentence says of them and when,
+and :mod:`._facts` makes the facts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+
+import trio
+
+from agent_trio.ingest._chunker import text_sentences
+from agent_trio.ingest._facts import sentence_facts
+from agent_trio.ingest._kinds import personal, unmarked_type, winner
+from agent_trio.ingest._model import Chunk, Entity, EntityType, Extraction, SourceDocument
+from agent_trio.ingest._names import Mention, Sentence, sentence_mentions
+
+__all__ = ["RuleExtractor"]
+
+_LIST_MARKER = re.compile(r"\s*(?:[-*+]|\d{1,3}[.)])\s+")
+
+
+class RuleExtractor:
+    """Deterministic extraction from the text alone (see the module doc for the rules)."""
+
+    async def extract(self, doc: SourceDocument, chunks: Sequence[Chunk]) -> Extraction:
+        seen: set[str] = set()
+        sentences: list[Sentence] = []
+        for chunk in chunks:
+            await trio.lowlevel.checkpoint()
+            for text in _chunk_sentences(chunk.text):
+                if text not in seen:
+                    seen.add(text)
+                    sentences.append(Sentence(chunk.index, text, tuple(sentence_mentions(text))))
+        return _resolve(sentences)
+
+
+def _chunk_sentences(text: str) -> Iterable[str]:
+    for start, end in text_sentences(text):
+        sentence = " ".join(text[start:end].split())
+        marker = _LIST_MARKER.match(sentence)
+        yield sentence[marker.end() :] if marker else sentence
+
+
+def _resolve(sentences: list[Sentence]) -> Extraction:
+    mentions = [m for s in sentences for m in s.mentions]
+    aliases = _aliases(mentions)
+    confirmed = {aliases.get(m.key, m.key) for m in mentions if not m.initial}
+    kept = {
+        id(m)
+        for m in mentions
+        if not m.initial or aliases.get(m.key, m.key) in confirmed or m.votes["organization"] >= 4
+    }
+    votes: dict[str, Counter[EntityType]] = defaultdict(Counter)
+    names: dict[str, str] = {}
+    for mention in mentions:
+        if id(mention) in kept:
+            key = aliases.get(mention.key, mention.key)
+            votes[key].update(mention.votes)
+            if key == mention.key:  # the name as written in full, not an alias
+                names.setdefault(key, mention.name)
+    for mention in mentions:
+        names.setdefault(aliases.get(mention.key, mention.key), mention.name)
+    org_heads = {k.split()[0] for k, c in votes.items() if winner(c) == "organization"}
+    types = {
+        key: winner(counter) if counter.total() else unmarked_type(names[key], org_heads)
+        for key, counter in votes.items()
+    }
+    entities = tuple(Entity(names[key], key, types[key]) for key in sorted(votes))
+    facts = sentence_facts(sentences, kept, aliases, types)
+    return Extraction(entities=entities, facts=facts)
+
+
+def _aliases(mentions: list[Mention]) -> dict[str, str]:
+    """Single-word keys that name exactly one longer entity of the document."""
+    votes: dict[str, Counter[EntityType]] = defaultdict(Counter)
+    for mention in mentions:
+        votes[mention.key].update(mention.votes)
+    counts = Counter(mention.key for mention in mentions)
+    long_keys = [key for key in votes if " " in key]
+    aliases: dict[str, str] = {}
+    for key in votes:
+        if " " in key:
+            continue
+        targets = sorted(
+            (
+                long
+                for long in long_keys
+                if long.split()[0] == key
+                or (long.split()[-1] == key and personal(long, votes[long]))
+            ),
+            key=lambda long: (-counts[long], long),
+        )
+        # the only candidate, or the one the document names clearly most often
+        if len(targets) == 1 or (len(targets) > 1 and counts[targets[0]] > counts[targets[1]]):
+            aliases[key] = targets[0]
+    return aliases

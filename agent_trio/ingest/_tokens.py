@@ -1,0 +1,45 @@
+"""A sentence as the word tokens that the extraction rules read."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["Token", "capitalised", "tokens"]
+
+_TOKEN = re.compile(r"[^\W_](?:[\w'’.&-]*[^\W_])?|&")
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A word at ``start:end`` of its sentence; ``fold`` is it in lower case.
+
+    A possessive ``'s`` is not part of the word; ``possessive`` says it followed.
+    """
+
+    start: int
+    end: int
+    text: str
+    fold: str
+    possessive: bool
+
+
+def tokens(sentence: str) -> list[Token]:
+    """The words of ``sentence`` in order, and ``&`` on its own."""
+    found = []
+    for match in _TOKEN.finditer(sentence):
+        start, end = match.span()
+        possessive = sentence[end : end + 1] in {"'", "’"}
+        if sentence[end - 2 : end] in {"'s", "’s"} and end - start > 2:
+            end, possessive = end - 2, True
+        text = sentence[start:end]
+        found.append(Token(start, end, text, text.casefold(), possessive))
+    return found
+
+
+def capitalised(token: Token) -> bool:
+    """Whether ``token`` starts with a capital, or mixes digits and capitals (``X2``)."""
+    first = token.text[0]
+    if first.isupper():
+        return True
+    return any(c.isdigit() for c in token.text) and any(c.isupper() for c in token.text)
