@@ -16,9 +16,9 @@ the vector index:
   in the index graph yet (30 queries of each kind, so that this ends before the
   engine starts building);
 * **built**: after the engine built the index graph (it does so lazily, after ~15 s
-  without writes, at a few hundred vectors per second). The bench waits the
-  expected build time, then probes the vector latency every few seconds until it
-  stops improving (``--queries`` queries of each kind).
+  without writes or on the first query, at a few hundred vectors per second). The
+  bench follows the engine's log and waits for "Built graph for index" over all
+  the vectors (``--queries`` queries of each kind).
 
 Prints progress to stderr and a Markdown table to stdout.
 """
@@ -26,8 +26,10 @@ Prints progress to stderr and a Markdown table to stdout.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -63,9 +65,11 @@ QUERY_WORDS = 5
 LIMIT = 10
 #: the engine starts building after this many idle seconds (ENGINE.md) ...
 BUILD_IDLE_SECONDS = 15.0
-#: ... at about this many vectors per second; the wait assumes a little less
-BUILD_RATE = 250.0
-PROBE_EVERY = 5.0
+#: ... at about this many vectors per second (for the progress message only)
+BUILD_RATE = 300.0
+PROBE_EVERY = 2.0
+#: give up waiting for a build after this long (and say so)
+BUILD_DEADLINE = 1200.0
 #: queries per measurement in the pending state: few, so that it ends before the
 #: engine starts building (after BUILD_IDLE_SECONDS)
 PENDING_QUERIES = 30
@@ -185,45 +189,68 @@ async def grow(store: KnowledgeStore, corpus: Corpus, have: int, want: int) -> N
             log(f"wrote {done} chunks ({rate:.0f} chunks/s)")
 
 
-async def wait_for_build(searcher: Searcher, queries: list[str], new_vectors: int) -> float:
-    """Wait the expected build time, then until the vector latency stops improving."""
+class BuildWatch(logging.Handler):
+    """Follows the engine's log (``agent_trio.engine``) for vector index builds."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.building = 0  # vectors in the build under way
+        self.built = 0  # vectors in the last completed build
+        self.progress = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if match := _BUILDING.search(text):
+            self.building = int(match.group(1))
+        elif match := _PROGRESS.search(text):
+            self.progress = match.group(1)
+        elif _BUILT in text:
+            self.built = self.building
+
+
+_BUILDING = re.compile(r"\[LSMVectorIndex\] Building graph with (\d+) vectors")
+_PROGRESS = re.compile(r"Graph build building: (\d+/\d+)")
+_BUILT = "[LSMVectorIndex] Built graph for index"
+
+
+async def wait_for_build(watch: BuildWatch, size: int) -> float:
+    """Wait until the engine reports a completed build over all ``size`` vectors."""
     started = time.perf_counter()
-    expected = BUILD_IDLE_SECONDS + new_vectors / BUILD_RATE
-    deadline = started + expected * 2 + 60
-    log(f"waiting for the index build: about {expected:.0f} s")
-    best = math.inf
-    steady = 0
-    while time.perf_counter() < deadline:
-        await trio.sleep(PROBE_EVERY)
-        probe = statistics.median(await timed(7, lambda i: searcher.vector(queries[i], LIMIT)))
+    expected = BUILD_IDLE_SECONDS + size / BUILD_RATE
+    log(f"waiting for the index build over {size} vectors (about {expected:.0f} s)")
+    while watch.built < size:
         elapsed = time.perf_counter() - started
-        log(f"  {elapsed:.0f} s: vector p50 {probe:.1f} ms")
-        if elapsed < expected:
-            best = min(best, probe)
-            continue
-        steady = steady + 1 if probe >= best * 0.85 else 0
-        best = min(best, probe)
-        if steady >= 2:
+        if elapsed > BUILD_DEADLINE:
+            log(f"no completed build after {elapsed:.0f} s; measuring anyway")
             break
-    else:
-        log("the build did not settle before the deadline; measuring anyway")
+        await trio.sleep(PROBE_EVERY)
+        if int(elapsed) % 30 < PROBE_EVERY:
+            log(f"  {elapsed:.0f} s: build progress {watch.progress or 'not started'}")
     return time.perf_counter() - started
 
 
 async def run(sizes: list[int], n_queries: int, heap_mb: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="agent-trio-bench-") as data:
         settings = load_settings(agent_data_dir=Path(data), engine_heap_mb=heap_mb)
+        watch = BuildWatch()
+        engine_log = logging.getLogger("agent_trio.engine")
+        engine_log.setLevel(logging.INFO)
+        engine_log.addHandler(watch)
+        problems = logging.StreamHandler(sys.stderr)
+        problems.setLevel(logging.WARNING)
+        engine_log.addHandler(problems)
+        engine_log.propagate = False
         async with trio.open_nursery() as nursery:
             log("starting the embedded engine")
             info: EngineInfo = await nursery.start(run_embedded_engine, settings)
             try:
-                return await bench(info, sizes, n_queries)
+                return await bench(info, watch, sizes, n_queries)
             finally:
                 nursery.cancel_scope.cancel()
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def bench(info: EngineInfo, sizes: list[int], n_queries: int) -> list[Row]:
+async def bench(info: EngineInfo, watch: BuildWatch, sizes: list[int], n_queries: int) -> list[Row]:
     target = GraphTarget(info.bolt_uri, info.user, info.password, info.database)
     corpus = Corpus.seeded(7)
     queries = [corpus.words(QUERY_WORDS) for _ in range(n_queries)]
@@ -240,7 +267,7 @@ async def bench(info: EngineInfo, sizes: list[int], n_queries: int) -> list[Row]
             log(f"growing the corpus to {size} chunks")
             await grow(store, corpus, have, size)
             rows.append(await measure(searcher, queries, size, "pending", 0.0))
-            waited = await wait_for_build(searcher, queries, size - have)
+            waited = await wait_for_build(watch, size)
             rows.append(await measure(searcher, queries, size, "built", waited))
             have = size
     return rows

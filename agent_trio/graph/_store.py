@@ -15,14 +15,13 @@ Reads are not serialised.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import trio
 
 from agent_trio.graph import _cypher as q
 from agent_trio.graph._dialects import Dialect
-from agent_trio.graph._gateway import GraphGateway, Record
+from agent_trio.graph._gateway import GraphGateway
 from agent_trio.graph._lucene import lucene_query
 from agent_trio.graph._records import (
     ChunkRecord,
@@ -39,9 +38,13 @@ from agent_trio.graph._rows import (
     EntityRow,
     FactHit,
     Neighbourhood,
-    StoredChunk,
     StoredDocument,
-    load_metadata,
+    chunk_hit_from,
+    document_from,
+    entities_from,
+    entity_from,
+    fact_hit_from,
+    summary_from,
 )
 from agent_trio.graph._schema import VERTEX_TYPES
 from agent_trio.graph._write_plan import replace_statements
@@ -83,7 +86,7 @@ class KnowledgeStore:
         rows = await self._gateway.query(q.DOCUMENT_HASH, {"id": document_id})
         return rows[0]["content_hash"] if rows else None
 
-    async def replace_document(
+    async def replacedocument_from(
         self,
         document: DocumentRecord,
         chunks: Sequence[ChunkRecord],
@@ -139,12 +142,12 @@ class KnowledgeStore:
             raise ValueError("limit and offset must not be negative")
         rows = await self._gateway.query(q.LIST_DOCUMENTS, {"limit": limit, "offset": offset})
         total = await self._gateway.query(q.COUNT_DOCUMENTS)
-        return [_summary(r) for r in rows], int(total[0]["total"]) if total else 0
+        return [summary_from(r) for r in rows], int(total[0]["total"]) if total else 0
 
-    async def get_document(self, document_id: str) -> StoredDocument | None:
+    async def getdocument_from(self, document_id: str) -> StoredDocument | None:
         """The document with its content and chunks in order; ``None`` if unknown."""
         rows = await self._gateway.query(q.GET_DOCUMENT, {"id": document_id})
-        return _document(rows[0]) if rows else None
+        return document_from(rows[0]) if rows else None
 
     # -- chunk search ----------------------------------------------------------------
     async def vector_search(self, embedding: Sequence[float], k: int) -> list[ChunkHit]:
@@ -154,7 +157,7 @@ class KnowledgeStore:
             return []
         params = {"index": self.dialect.vector_index, "k": k, "vector": vector}
         rows = await self._gateway.query(q.VECTOR_CHUNKS, params)
-        return [_chunk_hit(r, self.dialect.vector_score(r["score"])) for r in rows]
+        return [chunk_hit_from(r, self.dialect.vector_score(r["score"])) for r in rows]
 
     async def fulltext_search(self, text: str, k: int) -> list[ChunkHit]:
         """The ``k`` chunks whose text best matches the words of ``text``, best first.
@@ -167,7 +170,7 @@ class KnowledgeStore:
         params = {"index": self.dialect.chunk_text_index, "query": query, "k": k}
         rows = await self._gateway.query(q.FULLTEXT_CHUNKS, params)
         scores = self.dialect.fulltext_scores([r["score"] for r in rows])
-        return [_chunk_hit(r, s) for r, s in zip(rows, scores, strict=True)]
+        return [chunk_hit_from(r, s) for r, s in zip(rows, scores, strict=True)]
 
     def _query_vector(self, embedding: Sequence[float]) -> list[float] | None:
         if len(embedding) != self.dimensions:
@@ -187,7 +190,7 @@ class KnowledgeStore:
         params = {"index": self.dialect.entity_name_index, "query": query, "k": k, "entities": k}
         rows = await self._gateway.query(q.FACTS_FOR_QUERY, params)
         scores = self.dialect.fulltext_scores([r["score"] for r in rows])
-        return [_fact_hit(r, s) for r, s in zip(rows, scores, strict=True)]
+        return [fact_hit_from(r, s) for r, s in zip(rows, scores, strict=True)]
 
     async def facts_for_chunks(self, chunk_ids: Sequence[str], k: int) -> list[FactHit]:
         """Facts of the entities the chunks mention; ``chunk_ids`` best first.
@@ -200,9 +203,9 @@ class KnowledgeStore:
             return []
         chunks = [{"id": cid, "rank": rank} for rank, cid in enumerate(ids)]
         rows = await self._gateway.query(q.FACTS_FOR_CHUNKS, {"chunks": chunks, "ids": ids, "k": k})
-        return [_fact_hit(r, 0.0) for r in rows]
+        return [fact_hit_from(r, 0.0) for r in rows]
 
-    async def find_entity(self, name: str) -> EntityRow | None:
+    async def findentity_from(self, name: str) -> EntityRow | None:
         """The entity named ``name``: by normalised key, else the best full-text match."""
         key = entity_key(name)
         rows = await self._gateway.query(q.ENTITY_BY_KEY, {"key": key}) if key else []
@@ -210,124 +213,24 @@ class KnowledgeStore:
         if not rows and query is not None:
             params = {"index": self.dialect.entity_name_index, "query": query}
             rows = await self._gateway.query(q.ENTITY_BY_NAME, params)
-        return _entity(rows[0]) if rows else None
+        return entity_from(rows[0]) if rows else None
 
     async def entity_neighbourhood(
         self, name: str, depth: int = 1, *, limit: int = 100
     ) -> Neighbourhood | None:
         """The entity, the facts on paths of up to ``depth`` (1-3) facts, their ends."""
         query = q.neighbourhood_query(depth)
-        entity = await self.find_entity(name)
+        entity = await self.findentity_from(name)
         if entity is None:
             return None
         rows = await self._gateway.query(query, {"key": entity.key, "k": limit})
-        facts = tuple(_fact_hit(r, 0.0) for r in rows)
-        return Neighbourhood(entity, depth, _entities_of(rows, entity), facts)
+        facts = tuple(fact_hit_from(r, 0.0) for r in rows)
+        return Neighbourhood(entity, depth, entities_from(rows, entity), facts)
 
     async def entity_timeline(self, name: str, *, limit: int = 100) -> list[FactHit]:
         """The entity's facts by ``valid_at`` (undated last); ``[]`` if it is unknown."""
-        entity = await self.find_entity(name)
+        entity = await self.findentity_from(name)
         if entity is None:
             return []
         rows = await self._gateway.query(q.TIMELINE, {"key": entity.key, "k": limit})
-        return [_fact_hit(r, 0.0) for r in rows]
-
-
-# -- rows to values ----------------------------------------------------------------
-
-
-def _summary(row: Record) -> DocumentSummary:
-    return DocumentSummary(
-        id=row["id"],
-        title=row.get("title") or "",
-        source=row.get("source") or "",
-        chunk_count=int(row.get("chunk_count") or 0),
-        created_at=row.get("created_at") or "",
-        updated_at=row.get("updated_at") or "",
-        metadata=load_metadata(row.get("metadata")),
-    )
-
-
-def _document(row: Record) -> StoredDocument:
-    chunks = tuple(
-        StoredChunk(
-            id=c["id"],
-            index=int(c.get("index") or 0),
-            text=c.get("text") or "",
-            token_estimate=int(c.get("token_estimate") or 0),
-            metadata=load_metadata(c.get("metadata")),
-        )
-        for c in row.get("chunks") or []
-        if c
-    )
-    return StoredDocument(
-        id=row["id"],
-        title=row.get("title") or "",
-        source=row.get("source") or "",
-        content=row.get("content") or "",
-        content_hash=row.get("content_hash") or "",
-        created_at=row.get("created_at") or "",
-        updated_at=row.get("updated_at") or "",
-        metadata=load_metadata(row.get("metadata")),
-        chunks=tuple(sorted(chunks, key=lambda c: c.index)),
-    )
-
-
-def _chunk_hit(row: Record, score: float) -> ChunkHit:
-    metadata: dict[str, Any] = load_metadata(row.get("document_metadata"))
-    metadata.update(load_metadata(row.get("chunk_metadata")))
-    return ChunkHit(
-        chunk_id=row["chunk_id"],
-        document_id=row["document_id"],
-        content=row.get("content") or "",
-        score=score,
-        raw_score=float(row["score"]),
-        metadata=metadata,
-        document_title=row.get("document_title") or "",
-        document_source=row.get("document_source") or "",
-    )
-
-
-def _fact_hit(row: Record, score: float) -> FactHit:
-    return FactHit(
-        uuid=row["uuid"],
-        fact=row.get("fact") or "",
-        relation=row.get("relation") or "",
-        valid_at=row.get("valid_at"),
-        invalid_at=row.get("invalid_at"),
-        source_node_uuid=row.get("source_node_uuid") or "",
-        target_node_uuid=row.get("target_node_uuid") or "",
-        source_name=row.get("source_name") or "",
-        target_name=row.get("target_name") or "",
-        chunk_id=row.get("chunk_id"),
-        document_id=row.get("document_id"),
-        score=score,
-        via_chunk_id=row.get("via"),
-    )
-
-
-def _entity(row: Mapping[str, Any]) -> EntityRow:
-    return EntityRow(
-        id=row.get("id") or "",
-        key=row.get("key") or "",
-        name=row.get("name") or "",
-        type=row.get("type") or "other",
-    )
-
-
-def _entities_of(rows: Sequence[Record], centre: EntityRow) -> tuple[EntityRow, ...]:
-    """The ends of the facts other than ``centre``, in first-seen order."""
-    seen: dict[str, EntityRow] = {}
-    for row in rows:
-        for end in ("source", "target"):
-            uid = row.get(f"{end}_node_uuid") or ""
-            if uid and uid != centre.id and uid not in seen:
-                seen[uid] = _entity(
-                    {
-                        "id": uid,
-                        "key": row.get(f"{end}_key"),
-                        "name": row.get(f"{end}_name"),
-                        "type": row.get(f"{end}_type"),
-                    }
-                )
-    return tuple(seen.values())
+        return [fact_hit_from(r, 0.0) for r in rows]
