@@ -86,7 +86,7 @@ class KnowledgeStore:
         rows = await self._gateway.query(q.DOCUMENT_HASH, {"id": document_id})
         return rows[0]["content_hash"] if rows else None
 
-    async def replacedocument_from(
+    async def replace_document(
         self,
         document: DocumentRecord,
         chunks: Sequence[ChunkRecord],
@@ -144,7 +144,7 @@ class KnowledgeStore:
         total = await self._gateway.query(q.COUNT_DOCUMENTS)
         return [summary_from(r) for r in rows], int(total[0]["total"]) if total else 0
 
-    async def getdocument_from(self, document_id: str) -> StoredDocument | None:
+    async def get_document(self, document_id: str) -> StoredDocument | None:
         """The document with its content and chunks in order; ``None`` if unknown."""
         rows = await self._gateway.query(q.GET_DOCUMENT, {"id": document_id})
         return document_from(rows[0]) if rows else None
@@ -205,7 +205,7 @@ class KnowledgeStore:
         rows = await self._gateway.query(q.FACTS_FOR_CHUNKS, {"chunks": chunks, "ids": ids, "k": k})
         return [fact_hit_from(r, 0.0) for r in rows]
 
-    async def findentity_from(self, name: str) -> EntityRow | None:
+    async def find_entity(self, name: str) -> EntityRow | None:
         """The entity named ``name``: by normalised key, else the best full-text match."""
         key = entity_key(name)
         rows = await self._gateway.query(q.ENTITY_BY_KEY, {"key": key}) if key else []
@@ -220,7 +220,7 @@ class KnowledgeStore:
     ) -> Neighbourhood | None:
         """The entity, the facts on paths of up to ``depth`` (1-3) facts, their ends."""
         query = q.neighbourhood_query(depth)
-        entity = await self.findentity_from(name)
+        entity = await self.find_entity(name)
         if entity is None:
             return None
         rows = await self._gateway.query(query, {"key": entity.key, "k": limit})
@@ -229,7 +229,7 @@ class KnowledgeStore:
 
     async def entity_timeline(self, name: str, *, limit: int = 100) -> list[FactHit]:
         """The entity's facts by ``valid_at`` (undated last); ``[]`` if it is unknown."""
-        entity = await self.findentity_from(name)
+        entity = await self.find_entity(name)
         if entity is None:
             return []
         rows = await self._gateway.query(q.TIMELINE, {"key": entity.key, "k": limit})
