@@ -111,14 +111,13 @@ async def stored_facts(kb: KnowledgeBase, document_id: str) -> int:
 
 async def assert_whole(kb: KnowledgeBase, expected: dict[str, Expected]) -> set[str]:
     """Every stored document has exactly its expected chunks and facts; return their ids."""
-    summaries, total = await kb.store.list_documents(100, 0)
-    assert total == len(summaries)
-    for summary in summaries:
-        want = expected[summary.id]
-        assert summary.chunk_count == len(want.chunks), summary.source
-        assert await stored_chunks(kb, summary.id) == want.chunks, summary.source
-        assert await stored_facts(kb, summary.id) == want.facts, summary.source
-    return {s.id for s in summaries}
+    rows = await kb.gateway.query("MATCH (d:Document) RETURN d.id AS id, d.chunk_count AS n")
+    for row in rows:
+        want = expected[row["id"]]
+        assert row["n"] == len(want.chunks), want.source
+        assert await stored_chunks(kb, row["id"]) == want.chunks, want.source
+        assert await stored_facts(kb, row["id"]) == want.facts, want.source
+    return {row["id"] for row in rows}
 
 
 def copy_corpus(tmp_path: Path) -> Path:
@@ -482,6 +481,9 @@ CUT_POINTS = {
 }
 #: deadlines, as fractions of the time a whole run took
 DEADLINES = (0.1, 0.3, 0.6)
+#: the engine may finish a statement of a cancelled call on its side (ENGINE.md): a
+#: commit already sent lands a moment later, whole
+SETTLE = 0.3
 
 
 # The neo4j driver leaks the socket of a connection it is opening when it is cancelled
@@ -511,6 +513,7 @@ async def test_cancelling_a_run_leaves_each_document_absent_or_whole(
                 await ingestor.ingest_paths([CORPUS_DIR])
             assert scope.cancelled_caught or name not in CUT_POINTS, name
             await assert_released(kb, embedder, tasks)
+            await trio.sleep(SETTLE)  # a transaction cut while committing may still land
             await assert_whole(kb, expected)
         # after all that, a full run completes the corpus
         kb.store.before_replace, fake.on_request = None, None
