@@ -6,7 +6,7 @@ Each run starts ``hypercorn --config hypercorn.toml agent_trio.app:app`` on a fr
 port (a fresh data directory on the first run of each pair, the same one reused on
 the second), polls ``GET /health`` until it answers 200 with the graph ok, then
 sends SIGTERM and waits for the exit. Prints a table and writes it to
-``docs/bench-startup.md``.
+its section of ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _report import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 HYPERCORN = Path(sys.executable).parent / "hypercorn"
@@ -124,7 +125,7 @@ def main() -> None:
         f"{table}\n"
     )
     print(text)
-    (ROOT / "docs" / "bench-startup.md").write_text(text)
+    write_section("startup", text)
 
 
 if __name__ == "__main__":
