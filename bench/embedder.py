@@ -19,7 +19,7 @@ d. the same two under a well-behaved 30-per-window limit and no faults;
 e. (extra) the fault mix of (c) plus 5 % of connections cut without an answer.
 
 Run: ``.venv/bin/python bench/embedder.py`` (about 4 minutes), ``--quick`` for a
-short run; the table goes to stdout and, with ``--write``, to docs/bench-embedder.md.
+short run; the table goes to stdout and, with ``--write``, to its section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fake_embedding_server import vector_for
+from _report import write_section
 
 from agent_trio import AgentTrioError, load_settings
 from agent_trio.upstream import UpstreamTuning, open_embedder
@@ -393,7 +394,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer texts (about 1 minute)")
     parser.add_argument("--window", type=float, default=6.0, help="seconds standing for a minute")
-    parser.add_argument("--write", action="store_true", help="write docs/bench-embedder.md")
+    parser.add_argument(
+        "--write", action="store_true", help="write its section of docs/benchmarks.md"
+    )
     parser.add_argument("--only", default="abcde", help="scenarios to run, e.g. 'ac'")
     args = parser.parse_args(argv)
     window = args.window
@@ -505,7 +508,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(text)
     if args.write:
-        (ROOT / "docs" / "bench-embedder.md").write_text(text)
+        write_section("embedder", text)
 
 
 if __name__ == "__main__":

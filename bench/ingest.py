@@ -1,6 +1,6 @@
 """Ingestion throughput into the embedded engine: the local model against an instant fake.
 
-    .venv/bin/python bench/ingest.py [--copies 20] [--output docs/bench-ingest.md]
+    .venv/bin/python bench/ingest.py [--copies 20]
 
 Replicates the sample corpus (``examples/corpus``, 12 documents) ``--copies`` times
 into a temporary folder, each copy under its own folder (so its own document ids)
@@ -45,6 +45,7 @@ from typing import Any
 
 import httpx
 import trio
+from _report import write_section
 
 from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
@@ -354,7 +355,6 @@ def section(rows: list[Row], count: int, command: str, load: float) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=20, help="copies of the 12-document corpus")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "bench-ingest.md")
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]
     rows, count = trio.run(run, args.copies)
@@ -362,9 +362,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = ".venv/bin/python bench/ingest.py" + (
         f" --copies {args.copies}" if args.copies != 20 else ""
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(section(rows, count, command, load), encoding="utf-8")
-    log(f"wrote {args.output}")
+    write_section("ingest", section(rows, count, command, load))
+    log("wrote its section of docs/benchmarks.md")
 
 
 if __name__ == "__main__":
