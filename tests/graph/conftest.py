@@ -15,6 +15,7 @@ import pytest
 import trio
 import trio_asyncio
 
+from agent_trio.engine import EngineInfo
 from agent_trio.graph import ArcadeDialect, GraphGateway, GraphTarget, KnowledgeStore, open_graph
 
 from .kb_support import DIMENSIONS
@@ -22,14 +23,14 @@ from .kb_support import DIMENSIONS
 KB_DATABASE = "knowledge_tests"
 
 
-def _server_command(engine_info: Any, client: httpx.Client, command: str) -> Any:
+def _server_command(engine_info: EngineInfo, client: httpx.Client, command: str) -> Any:
     response = client.post(f"{engine_info.http_url}/api/v1/server", json={"command": command})
     response.raise_for_status()
     return response.json()["result"]
 
 
 @pytest.fixture(scope="session")
-def kb_database(engine_info: Any) -> Iterator[str]:
+def kb_database(engine_info: EngineInfo) -> Iterator[str]:
     """A database of the knowledge-store tests on the session's engine."""
     auth = (engine_info.user, engine_info.password)
     with httpx.Client(auth=auth, timeout=60) as client:
@@ -47,7 +48,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def dialect(engine_info: Any, kb_database: str, http: httpx.AsyncClient) -> ArcadeDialect:
+def dialect(engine_info: EngineInfo, kb_database: str, http: httpx.AsyncClient) -> ArcadeDialect:
     return ArcadeDialect(
         http,
         http_url=engine_info.http_url,
@@ -59,7 +60,7 @@ def dialect(engine_info: Any, kb_database: str, http: httpx.AsyncClient) -> Arca
 
 @pytest.fixture
 async def gateway(
-    engine_info: Any, kb_database: str, dialect: ArcadeDialect
+    engine_info: EngineInfo, kb_database: str, dialect: ArcadeDialect
 ) -> AsyncIterator[GraphGateway]:
     """An open gateway on an empty graph with the schema in place."""
     target = GraphTarget(engine_info.bolt_uri, engine_info.user, engine_info.password, kb_database)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from agent_trio import ConfigError, GraphQueryError, GraphUnavailable
+from agent_trio.engine import EngineInfo
 from agent_trio.graph import ArcadeDialect, GraphGateway, KnowledgeStore
 
 from .kb_support import DIMENSIONS
@@ -67,13 +69,13 @@ async def test_a_refused_schema_command_is_a_query_error(dialect: ArcadeDialect)
 
 
 async def test_wrong_credentials_are_unavailable(
-    engine_info: object, kb_database: str, http: object
+    engine_info: EngineInfo, kb_database: str, http: httpx.AsyncClient
 ) -> None:
     bad = ArcadeDialect(
-        http,  # type: ignore[arg-type]
-        http_url=engine_info.http_url,  # type: ignore[attr-defined]
+        http,
+        http_url=engine_info.http_url,
         database=kb_database,
-        user="root",
+        user=engine_info.user,
         password="not-the-password",
     )
     with pytest.raises(GraphUnavailable, match="refused the credentials"):
