@@ -10,6 +10,7 @@ from agent_trio.graph._dialects import (
 from agent_trio.graph._gateway import GraphGateway, GraphTarget, Record, Statement, open_graph
 from agent_trio.graph._lucene import STOPWORDS, lucene_query
 from agent_trio.graph._records import (
+    LEGAL_FORMS,
     ChunkRecord,
     DocumentRecord,
     EntityRecord,
@@ -31,6 +32,7 @@ from agent_trio.graph._rows import (
 from agent_trio.graph._store import KnowledgeStore
 
 __all__ = [
+    "LEGAL_FORMS",
     "STOPWORDS",
     "ArcadeDialect",
     "ChunkHit",

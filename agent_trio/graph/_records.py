@@ -35,7 +35,7 @@ __all__ = [
 _NAMESPACE = uuid.UUID("0b7d3c1e-5a0f-5e4b-8c2d-9f6a1e3b7c55")
 _KEY_PUNCTUATION = re.compile(r"[^\w\s&+-]")
 _POSSESSIVE = re.compile(r"['’]s?$")
-_LEGAL_FORMS = frozenset(
+LEGAL_FORMS = frozenset(
     [
         "inc",
         "incorporated",
@@ -69,7 +69,7 @@ def entity_key(name: str) -> str:
     words = _KEY_PUNCTUATION.sub(" ", text).split()
     if len(words) > 1 and words[0] == "the":
         words = words[1:]
-    while len(words) > 1 and words[-1] in _LEGAL_FORMS:
+    while len(words) > 1 and words[-1] in LEGAL_FORMS:
         words = words[:-1]
     return " ".join(words)
 

@@ -6,6 +6,7 @@ thing it is. The patterns that read these words live with the rules that use the
 
 from __future__ import annotations
 
+from agent_trio.graph import LEGAL_FORMS as GRAPH_LEGAL_FORMS
 from agent_trio.ingest._dates import MONTHS
 
 __all__ = [
@@ -40,9 +41,8 @@ def _words(text: str) -> frozenset[str]:
 
 # -- what may stand in a name ------------------------------------------------------------
 
-LEGAL_FORMS = _words(
-    "inc incorporated corp corporation ltd limited llc llp gmbh ag sa plc co bv nv oy ab"
-)
+# the graph's: an entity's key drops a trailing legal form (see agent_trio.graph.entity_key)
+LEGAL_FORMS = GRAPH_LEGAL_FORMS
 STOP = _words(
     "a about according across after also although among an and another any as at because "
     "before between both but by despite during each earlier early even every finally "
