@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import random
 import re
 import statistics
@@ -41,6 +42,7 @@ from pathlib import Path
 import httpx
 import trio
 import trio_asyncio
+from _report import write_section
 
 from agent_trio import load_settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
@@ -304,6 +306,37 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+DESCRIPTION = """\
+The bench starts the embedded engine on a temporary data directory and grows one
+corpus to 1,000, 10,000 and 100,000 chunks, written through
+`KnowledgeStore.replace_document` in documents of 100 chunks. The data is
+synthetic and seeded, not from a model: **random 384-dimensional unit vectors**, and
+texts of 40 words drawn from a Zipf distribution whose commonest ranks are English
+function words followed by 5,000 made-up words. Queries: a random query vector (the
+embedding is precomputed, so its cost is not in the figures) and five words from the
+same distribution. `vector` is `Searcher.vector(q, 10)`; `hybrid` is
+`Searcher.hybrid(q, 10)` (30 candidates from each search, reciprocal rank fusion).
+Each figure is over sequential calls from one client: 30 of each kind in the
+*pending* state, 100 of each in the *built* state.
+
+- *pending*: measured right after the writes. The engine builds its vector index
+  graph lazily (on the first query, or after 15 s without writes); until the build
+  has caught up, a query also scans the vectors not yet in the graph.
+- *built*: measured after the engine logged a completed build over all the vectors
+  (the bench follows the engine's log); *build wait* is the time from the end of the
+  pending measurement to that report.
+"""
+
+
+def section(rows: Sequence[Row], command: str, seconds: float, load: float) -> str:
+    return (
+        "## Search latency against corpus size\n\n"
+        f"Command: `{command}` ({os.cpu_count()} CPUs; load average {load:.1f} before the "
+        f"run). The whole run took {seconds:.0f} s.\n\n"
+        f"{DESCRIPTION}\n{table(rows)}\n"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -314,9 +347,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if any(s % CHUNKS_PER_DOCUMENT for s in sizes):
         parser.error(f"sizes must be multiples of {CHUNKS_PER_DOCUMENT}")
     started = time.perf_counter()
+    load = os.getloadavg()[0]
     rows = trio.run(run, sizes, args.queries, args.heap_mb)
     print(table(rows))
-    log(f"done in {time.perf_counter() - started:.0f} s")
+    seconds = time.perf_counter() - started
+    log(f"done in {seconds:.0f} s")
+    command = ".venv/bin/python bench/search.py" + " ".join(["", *(argv or sys.argv[1:])])
+    write_section("search", section(rows, command.strip(), seconds, load))
 
 
 if __name__ == "__main__":
