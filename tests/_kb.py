@@ -24,6 +24,7 @@ from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo
 from agent_trio.graph import ArcadeDialect, GraphGateway, GraphTarget, KnowledgeStore, open_graph
 from agent_trio.upstream import Embedder, open_embedder
+from tests._engine import own_database
 from tests.fakes import hashed_vector
 
 DIMENSIONS = 16
@@ -124,22 +125,11 @@ class KnowledgeBase:
         return int(rows[0]["n"])
 
 
-def _server_command(engine_info: EngineInfo, client: httpx.Client, command: str) -> Any:
-    response = client.post(f"{engine_info.http_url}/api/v1/server", json={"command": command})
-    response.raise_for_status()
-    return response.json()["result"]
-
-
 @pytest.fixture(scope="session")
 def ingest_database(engine_info: EngineInfo) -> Iterator[str]:
     """A database of the ingestion tests on the session's engine."""
-    auth = (engine_info.user, engine_info.password)
-    with httpx.Client(auth=auth, timeout=60) as client:
-        if INGEST_DATABASE not in _server_command(engine_info, client, "list databases"):
-            _server_command(engine_info, client, f"create database {INGEST_DATABASE}")
-    yield INGEST_DATABASE
-    with httpx.Client(auth=auth, timeout=60) as client:
-        _server_command(engine_info, client, f"drop database {INGEST_DATABASE}")
+    with own_database(engine_info, INGEST_DATABASE) as info:
+        yield info.database
 
 
 @pytest.fixture

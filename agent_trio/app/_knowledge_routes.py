@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 from quart import Blueprint, Response, jsonify
@@ -20,6 +20,7 @@ from agent_trio.app._models import (
     SearchIn,
 )
 from agent_trio.ingest import parse_document
+from agent_trio.search import ChunkResult, GraphResult
 
 __all__ = ["blueprint"]
 
@@ -31,11 +32,17 @@ SEARCH_DEADLINE = 30.0
 INGEST_DEADLINE = 300.0
 
 
-def _timed(kind: str, started: float, key: str, items: list[dict[str, Any]]) -> Response:
+async def _search(
+    kind: str, key: str, run: Callable[[], Awaitable[Sequence[ChunkResult | GraphResult]]]
+) -> Response:
+    """Run one search under its deadline; answer with the results and the time taken."""
+    started = time.perf_counter()
+    with trio.fail_after(SEARCH_DEADLINE):
+        results = await run()
     return jsonify(
         {
-            key: items,
-            "total_results": len(items),
+            key: [r.to_api() for r in results],
+            "total_results": len(results),
             "search_type": kind,
             "query_time_ms": round((time.perf_counter() - started) * 1000, 2),
         }
@@ -45,30 +52,26 @@ def _timed(kind: str, started: float, key: str, items: list[dict[str, Any]]) -> 
 @blueprint.post("/search/vector")
 @validate_request(SearchIn)
 async def search_vector(data: SearchIn) -> Response:
-    started = time.perf_counter()
-    with trio.fail_after(SEARCH_DEADLINE):
-        results = await current_service().searcher.vector(data.query, data.limit)
-    return _timed("vector", started, "results", [r.to_api() for r in results])
+    searcher = current_service().searcher
+    return await _search("vector", "results", lambda: searcher.vector(data.query, data.limit))
 
 
 @blueprint.post("/search/hybrid")
 @validate_request(HybridSearchIn)
 async def search_hybrid(data: HybridSearchIn) -> Response:
-    started = time.perf_counter()
-    with trio.fail_after(SEARCH_DEADLINE):
-        results = await current_service().searcher.hybrid(
-            data.query, data.limit, text_weight=data.text_weight
-        )
-    return _timed("hybrid", started, "results", [r.to_api() for r in results])
+    searcher = current_service().searcher
+    return await _search(
+        "hybrid",
+        "results",
+        lambda: searcher.hybrid(data.query, data.limit, text_weight=data.text_weight),
+    )
 
 
 @blueprint.post("/search/graph")
 @validate_request(GraphSearchIn)
 async def search_graph(data: GraphSearchIn) -> Response:
-    started = time.perf_counter()
-    with trio.fail_after(SEARCH_DEADLINE):
-        results = await current_service().searcher.graph(data.query, data.limit)
-    return _timed("graph", started, "graph_results", [r.to_api() for r in results])
+    searcher = current_service().searcher
+    return await _search("graph", "graph_results", lambda: searcher.graph(data.query, data.limit))
 
 
 @blueprint.get("/documents")

@@ -8,7 +8,6 @@ test's. Each test starts from an empty graph: data is wiped, the schema is kept.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -17,28 +16,18 @@ import trio_asyncio
 
 from agent_trio.engine import EngineInfo
 from agent_trio.graph import ArcadeDialect, GraphGateway, GraphTarget, KnowledgeStore, open_graph
+from tests._engine import own_database
 
 from .kb_support import DIMENSIONS
 
 KB_DATABASE = "knowledge_tests"
 
 
-def _server_command(engine_info: EngineInfo, client: httpx.Client, command: str) -> Any:
-    response = client.post(f"{engine_info.http_url}/api/v1/server", json={"command": command})
-    response.raise_for_status()
-    return response.json()["result"]
-
-
 @pytest.fixture(scope="session")
 def kb_database(engine_info: EngineInfo) -> Iterator[str]:
     """A database of the knowledge-store tests on the session's engine."""
-    auth = (engine_info.user, engine_info.password)
-    with httpx.Client(auth=auth, timeout=60) as client:
-        if KB_DATABASE not in _server_command(engine_info, client, "list databases"):
-            _server_command(engine_info, client, f"create database {KB_DATABASE}")
-    yield KB_DATABASE
-    with httpx.Client(auth=auth, timeout=60) as client:
-        _server_command(engine_info, client, f"drop database {KB_DATABASE}")
+    with own_database(engine_info, KB_DATABASE) as info:
+        yield info.database
 
 
 @pytest.fixture
