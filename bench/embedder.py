@@ -31,7 +31,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -405,99 +405,48 @@ def main(argv: list[str] | None = None) -> None:
     fault_texts = make_texts(12_000 // scale)
     began = time.perf_counter()
     outcomes: list[Outcome] = []
-    runs: list[tuple[str, Callable[[], Outcome]]] = [
-        (
-            "a",
-            lambda: run(
-                "ours", "a. right limits", ServerLimits(4, 60), rate_texts, window=window, batch=20
-            ),
-        ),
+    both = ("predecessor", "ours")
+    # key, scenario, server limits, texts, texts per request, (concurrency, rate) set, clients
+    scenarios: list[
+        tuple[str, str, ServerLimits, list[str], int, tuple[int, int] | None, tuple[str, ...]]
+    ] = [
+        ("a", "a. right limits", ServerLimits(4, 60), rate_texts, 20, None, ("ours",)),
         (
             "b",
-            lambda: run(
-                "ours",
-                "b. configured 4x too high",
-                ServerLimits(4, 60),
-                rate_texts,
-                window=window,
-                batch=20,
-                config=(16, 240),
-            ),
+            "b. configured 4x too high",
+            ServerLimits(4, 60),
+            rate_texts,
+            20,
+            (16, 240),
+            ("ours",),
         ),
-        (
-            "c",
-            lambda: run(
-                "predecessor",
-                "c. fault mix",
-                ServerLimits(2, 60, p500=0.15),
-                fault_texts,
-                window=window,
-                batch=100,
-            ),
-        ),
-        (
-            "c",
-            lambda: run(
-                "ours",
-                "c. fault mix",
-                ServerLimits(2, 60, p500=0.15),
-                fault_texts,
-                window=window,
-                batch=100,
-                config=(3, 60),
-            ),
-        ),
+        ("c", "c. fault mix", ServerLimits(2, 60, p500=0.15), fault_texts, 100, (3, 60), both),
         (
             "d",
-            lambda: run(
-                "predecessor",
-                "d. 30/window, no faults",
-                ServerLimits(3, 30),
-                fault_texts[: 6_000 // scale],
-                window=window,
-                batch=100,
-                config=(3, 30),
-            ),
-        ),
-        (
-            "d",
-            lambda: run(
-                "ours",
-                "d. 30/window, no faults",
-                ServerLimits(3, 30),
-                fault_texts[: 6_000 // scale],
-                window=window,
-                batch=100,
-                config=(3, 30),
-            ),
+            "d. 30/window, no faults",
+            ServerLimits(3, 30),
+            fault_texts[: 6_000 // scale],
+            100,
+            (3, 30),
+            both,
         ),
         (
             "e",
-            lambda: run(
-                "predecessor",
-                "e. fault mix + 5% cut",
-                ServerLimits(2, 60, p500=0.15, pcut=0.05),
-                fault_texts,
-                window=window,
-                batch=100,
-            ),
-        ),
-        (
-            "e",
-            lambda: run(
-                "ours",
-                "e. fault mix + 5% cut",
-                ServerLimits(2, 60, p500=0.15, pcut=0.05),
-                fault_texts,
-                window=window,
-                batch=100,
-                config=(3, 60),
-            ),
+            "e. fault mix + 5% cut",
+            ServerLimits(2, 60, p500=0.15, pcut=0.05),
+            fault_texts,
+            100,
+            (3, 60),
+            both,
         ),
     ]
-    for key, job in runs:
-        if key in args.only:
-            outcome = job()
+    for key, scenario, limits, texts, batch, config, clients in scenarios:
+        if key not in args.only:
+            continue
+        for client in clients:
+            outcome = run(
+                client, scenario, limits, texts, window=window, batch=batch, config=config
+            )
             outcomes.append(outcome)
             print(row(outcome, window), flush=True)
     seconds = time.perf_counter() - began
