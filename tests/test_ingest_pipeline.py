@@ -278,7 +278,7 @@ async def test_one_document_is_written_then_unchanged(kb: KnowledgeBase, tmp_pat
             await ingestor.ingest(parse_document("api/empty.md", "---\ntitle: x\n---\n"))
     counts = (1, len(extraction.entities), len(extraction.facts))
     assert written == DocumentOutcome(doc.document_id, "api/notes.md", "written", *counts)
-    assert again == DocumentOutcome(doc.document_id, "api/notes.md", "unchanged", 1, 0, 0)
+    assert again == DocumentOutcome(doc.document_id, "api/notes.md", "unchanged", *counts)
     assert await stored_facts(kb, doc.document_id) == len(extraction.facts)
     assert await kb.count("Document") == 1
 

@@ -67,6 +67,8 @@ async def test_post_list_get_document(client: Client) -> None:
     assert again_status == 201
     assert again["id"] == created["id"]
     assert again["status"] == "unchanged"
+    assert again["chunk_count"] == created["chunk_count"]
+    assert again["entity_count"] == created["entity_count"]
     offset = await (await client.get("/documents?limit=1&offset=1")).get_json()
     assert offset["documents"] == []
     assert offset["total"] == 1

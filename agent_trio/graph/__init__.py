@@ -28,6 +28,7 @@ from agent_trio.graph._rows import (
     Neighbourhood,
     StoredChunk,
     StoredDocument,
+    StoredVersion,
 )
 from agent_trio.graph._store import KnowledgeStore
 
@@ -55,6 +56,7 @@ __all__ = [
     "Statement",
     "StoredChunk",
     "StoredDocument",
+    "StoredVersion",
     "entity_id_for",
     "entity_key",
     "fact_uuid_for",

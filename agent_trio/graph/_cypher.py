@@ -20,6 +20,7 @@ __all__ = [
     "DELETE_OLD_FACTS",
     "DELETE_ORPHANED_ENTITIES",
     "DOCUMENT_HASH",
+    "DOCUMENT_VERSION",
     "ENTITY_BY_KEY",
     "ENTITY_BY_NAME",
     "FACTS_FOR_CHUNKS",
@@ -64,7 +65,8 @@ MERGE (d:Document {id: $id})
 ON CREATE SET d.created_at = $now
 SET d.title = $title, d.source = $source, d.content = $content,
     d.content_hash = $content_hash, d.metadata = $metadata,
-    d.chunk_count = $chunk_count, d.updated_at = $now
+    d.chunk_count = $chunk_count, d.entity_count = $entity_count,
+    d.fact_count = $fact_count, d.updated_at = $now
 """
 
 CREATE_CHUNKS = """
@@ -107,6 +109,12 @@ RETURN count(*) AS deleted
 # -- documents ---------------------------------------------------------------------
 
 DOCUMENT_HASH = "MATCH (d:Document {id: $id}) RETURN d.content_hash AS content_hash"
+
+DOCUMENT_VERSION = """
+MATCH (d:Document {id: $id})
+RETURN d.content_hash AS content_hash, d.chunk_count AS chunk_count,
+       d.entity_count AS entity_count, d.fact_count AS fact_count
+"""
 
 COUNT_DOCUMENTS = "MATCH (d:Document) RETURN count(d) AS total"
 

@@ -55,6 +55,16 @@ class DocumentSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """What identifies the stored version of a document, and what it holds."""
+
+    content_hash: str
+    chunk_count: int
+    entity_count: int
+    fact_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoredChunk:
     id: str
     index: int

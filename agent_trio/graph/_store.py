@@ -39,6 +39,7 @@ from agent_trio.graph._rows import (
     FactHit,
     Neighbourhood,
     StoredDocument,
+    StoredVersion,
     chunk_hit_from,
     document_from,
     entities_from,
@@ -85,6 +86,19 @@ class KnowledgeStore:
         """The stored version's ``content_hash``, ``None`` if the document is unknown."""
         rows = await self._gateway.query(q.DOCUMENT_HASH, {"id": document_id})
         return rows[0]["content_hash"] if rows else None
+
+    async def document_version(self, document_id: str) -> StoredVersion | None:
+        """The stored version's hash and counts, ``None`` if the document is unknown."""
+        rows = await self._gateway.query(q.DOCUMENT_VERSION, {"id": document_id})
+        if not rows:
+            return None
+        row = rows[0]
+        return StoredVersion(
+            content_hash=row["content_hash"],
+            chunk_count=int(row.get("chunk_count") or 0),
+            entity_count=int(row.get("entity_count") or 0),
+            fact_count=int(row.get("fact_count") or 0),
+        )
 
     async def replace_document(
         self,

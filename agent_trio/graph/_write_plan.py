@@ -59,7 +59,10 @@ def replace_statements(
         Statement(q.DELETE_OLD_FACTS, doc_id),
         Statement(q.DELETE_ORPHANED_ENTITIES, doc_id),
         Statement(q.DELETE_OLD_CHUNKS, doc_id),
-        Statement(q.MERGE_DOCUMENT, _document_params(document, len(chunks), now)),
+        Statement(
+            q.MERGE_DOCUMENT,
+            _document_params(document, (len(chunks), len(entity_rows), len(fact_rows)), now),
+        ),
     ]
     chunk_rows = [_chunk_row(c) for c in chunks]
     out += [
@@ -81,7 +84,10 @@ def dump_metadata(metadata: Mapping[str, Any], *, owner: str) -> str:
         raise ValueError(f"{owner}: metadata is not JSON-serialisable: {exc}") from None
 
 
-def _document_params(document: DocumentRecord, chunk_count: int, now: str) -> dict[str, Any]:
+def _document_params(
+    document: DocumentRecord, counts: tuple[int, int, int], now: str
+) -> dict[str, Any]:
+    chunk_count, entity_count, fact_count = counts
     return {
         "id": document.id,
         "title": document.title,
@@ -90,6 +96,8 @@ def _document_params(document: DocumentRecord, chunk_count: int, now: str) -> di
         "content_hash": document.content_hash,
         "metadata": dump_metadata(document.metadata, owner=f"document {document.id}"),
         "chunk_count": chunk_count,
+        "entity_count": entity_count,
+        "fact_count": fact_count,
         "now": now,
     }
 

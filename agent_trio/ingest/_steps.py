@@ -121,16 +121,16 @@ class Steps:
     # -- checking, extracting, embedding, writing --------------------------------
     async def unchanged(self, prepared: Prepared) -> DocumentOutcome | None:
         """The outcome ``unchanged`` if this very version is stored, else ``None``."""
-        stored = await self.store.document_hash(prepared.doc.document_id)
-        if stored != prepared.stored_hash:
+        stored = await self.store.document_version(prepared.doc.document_id)
+        if stored is None or stored.content_hash != prepared.stored_hash:
             return None
         return DocumentOutcome(
             id=prepared.doc.document_id,
             source=prepared.doc.source,
             status="unchanged",
             chunk_count=len(prepared.chunks),
-            entity_count=0,
-            fact_count=0,
+            entity_count=stored.entity_count,
+            fact_count=stored.fact_count,
         )
 
     async def extract(self, prepared: Prepared) -> Extraction:

@@ -51,6 +51,15 @@ async def test_replace_document_writes_everything(
     assert await snapshot(gateway) == v1.expected()
     assert await store.document_hash("doc-a") == "hash-doc-a-v1"
     assert await store.document_hash("doc-unknown") is None
+    version = await store.document_version("doc-a")
+    assert version is not None
+    assert version.content_hash == "hash-doc-a-v1"
+    assert (version.chunk_count, version.entity_count, version.fact_count) == (
+        len(v1.chunks),
+        len({e.key for e in v1.entities}),
+        len(v1.facts),
+    )
+    assert await store.document_version("doc-unknown") is None
 
 
 async def test_rewrite_leaves_nothing_of_the_old_version(
