@@ -265,3 +265,22 @@ def test_parse_document_returns_source_document() -> None:
     doc = parse_document("s", "# Title\nBody")
     assert isinstance(doc, SourceDocument)
     assert (doc.source, doc.title, doc.content) == ("s", "Title", "# Title\nBody")
+
+
+def test_a_file_has_one_source_however_its_path_is_spelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\n\ntext\n")
+    monkeypatch.chdir(tmp_path)
+    spellings = ["docs/a.md", "./docs/../docs/a.md", str(tmp_path / "docs" / "a.md")]
+    docs = [read_document(spelling) for spelling in spellings]
+    assert {d.source for d in docs} == {"docs/a.md"}
+    assert len({d.document_id for d in docs}) == 1
+    monkeypatch.chdir(tmp_path / "docs")
+    assert read_document("a.md").source == "a.md"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert (
+        read_document(tmp_path / "docs" / "a.md").source == (tmp_path / "docs" / "a.md").as_posix()
+    )

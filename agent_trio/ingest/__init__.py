@@ -43,6 +43,7 @@ from agent_trio.ingest._reader import (
     iter_paths,
     parse_document,
     read_document,
+    source_for,
 )
 from agent_trio.ingest._rules import RuleExtractor
 from agent_trio.ingest._setup import complete_with, extractor_for
@@ -80,4 +81,5 @@ __all__ = [
     "progress_for",
     "read_document",
     "run_ingest_command",
+    "source_for",
 ]

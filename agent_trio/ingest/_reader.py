@@ -26,7 +26,7 @@ from agent_trio._errors import IngestError
 from agent_trio.ingest._chunker import markdown_headings
 from agent_trio.ingest._model import SourceDocument
 
-__all__ = ["SUPPORTED_SUFFIXES", "iter_paths", "parse_document", "read_document"]
+__all__ = ["SUPPORTED_SUFFIXES", "iter_paths", "parse_document", "read_document", "source_for"]
 
 #: file name endings that ingestion reads (compared case-insensitively)
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".md", ".markdown", ".txt"})
@@ -64,20 +64,36 @@ def iter_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def read_document(path: str | os.PathLike[str], *, source: str | None = None) -> SourceDocument:
-    """Read and parse one file. ``source`` defaults to the path as given, in POSIX form."""
+    """Read and parse one file. ``source`` defaults to :func:`source_for` the path."""
     file = Path(path)
+    source = source or source_for(file)
     try:
         data = file.read_bytes()
     except OSError as exc:
-        raise IngestError(f"{file}: cannot be read: {exc.strerror or exc}") from exc
+        raise IngestError(f"{source}: cannot be read: {exc.strerror or exc}") from exc
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise IngestError(
-            f"{file}: not UTF-8 text (invalid byte at offset {exc.start}); "
+            f"{source}: not UTF-8 text (invalid byte at offset {exc.start}); "
             "convert the file to UTF-8"
         ) from exc
-    return _build(source or file.as_posix(), text, None, None, fallback_title=file.stem)
+    return _build(source, text, None, None, fallback_title=file.stem)
+
+
+def source_for(path: str | os.PathLike[str]) -> str:
+    """The ``source`` of a file, the same however the path was spelled.
+
+    Relative to the working directory when the file is below it
+    (``examples/corpus/a.md``), else absolute; in POSIX form, with ``..`` and
+    symbolic links resolved. ``ingest docs/`` and ``ingest $PWD/docs`` therefore
+    name, and update, the same documents.
+    """
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
 
 
 def parse_document(

@@ -40,6 +40,7 @@ from agent_trio._errors import (
 )
 from agent_trio.ingest._model import Extraction
 from agent_trio.ingest._outcome import DocumentOutcome, IngestSummary, Progress
+from agent_trio.ingest._reader import source_for
 from agent_trio.ingest._steps import Prepared, Steps
 
 __all__ = [
@@ -114,7 +115,7 @@ class _Run:
     async def read(self, files: Sequence[Path], send: trio.MemorySendChannel[Prepared]) -> None:
         async with send:
             for path in files:
-                source = path.as_posix()
+                source = source_for(path)
                 self.progress.document_started(source)
                 try:
                     prepared = await self.steps.prepare_file_in_thread(path)
