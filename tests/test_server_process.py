@@ -53,8 +53,16 @@ def free_port() -> int:
         return port
 
 
+def _as_background_job() -> None:
+    """What a shell does for ``cmd &``: the job starts with SIGINT and SIGQUIT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
 @asynccontextmanager
-async def running_server(tmp_path: Path) -> AsyncIterator[tuple[trio.Process, str, Path]]:
+async def running_server(
+    tmp_path: Path, *, background_job: bool = False
+) -> AsyncIterator[tuple[trio.Process, str, Path]]:
     data_dir = tmp_path / "data"
     port = free_port()
     env = {
@@ -68,6 +76,7 @@ async def running_server(tmp_path: Path) -> AsyncIterator[tuple[trio.Process, st
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_as_background_job if background_job else None,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -100,11 +109,24 @@ async def _poll_health(
         return body
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("stop_signal", "background_job"),
+    [
+        (signal.SIGTERM, False),
+        (signal.SIGINT, False),
+        (signal.SIGTERM, True),
+        (signal.SIGINT, True),
+    ],
+    ids=["sigterm", "sigint", "sigterm-background-job", "sigint-background-job"],
+)
 async def test_server_answers_and_stops_cleanly(
-    tmp_path: Path, stop_signal: signal.Signals
+    tmp_path: Path, stop_signal: signal.Signals, background_job: bool
 ) -> None:
-    async with running_server(tmp_path) as (process, url, data_dir):
+    async with running_server(tmp_path, background_job=background_job) as (
+        process,
+        url,
+        data_dir,
+    ):
         body = await wait_healthy(url, process)
         assert body["checks"]["graph"]["status"] == "ok"
         assert body["checks"]["embedder"]["provider"] == "local"

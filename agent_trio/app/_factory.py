@@ -25,7 +25,7 @@ from agent_trio.app._metrics import Metrics
 from agent_trio.app._process import (
     configure_logging,
     exit_after_failed_startup,
-    relay_sigterm_as_sigint,
+    relay_stop_signals,
 )
 from agent_trio.service import ServiceHooks, health_report
 
@@ -78,7 +78,7 @@ def _install_lifespan(app: Quart, runner: ServiceRunner, *, owns_process: bool) 
         nursery: trio.Nursery = app.nursery  # type: ignore[attr-defined]
         if owns_process:
             configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
-            nursery.start_soon(relay_sigterm_as_sigint)
+            nursery.start_soon(relay_stop_signals)
         try:
             service = await runner.start(nursery)
         except* (AgentTrioError, OSError) as group:

@@ -1,9 +1,12 @@
 """What the app does when it owns the process (the app Hypercorn serves).
 
-Hypercorn serving in-process (``workers = 0``) stops gracefully on SIGINT but
-installs nothing for SIGTERM, whose default action kills the process at once. We
-relay SIGTERM as SIGINT so that both stop the server the same way: in-flight
-requests get ``graceful_timeout``, then the service closes in order.
+Hypercorn serving in-process (``workers = 0``) stops gracefully on a
+KeyboardInterrupt in Trio's main task, which is what Trio makes of SIGINT. It
+installs nothing for SIGTERM, whose default action kills the process at once, and
+a server started in the background by a shell inherits SIGINT ignored, so then
+neither signal would stop it. We catch both and interrupt the main task the way
+SIGINT does, so every stop is the same: in-flight requests get
+``graceful_timeout``, then the service closes in order.
 """
 
 from __future__ import annotations
@@ -15,24 +18,45 @@ import sys
 import threading
 
 import trio
+from trio._core import _run as trio_run  # deliver_ki: see _interrupt_main_task
 
-__all__ = ["configure_logging", "exit_after_failed_startup", "relay_sigterm_as_sigint"]
+__all__ = ["configure_logging", "exit_after_failed_startup", "relay_stop_signals"]
 
 
 @trio.lowlevel.enable_ki_protection
-async def relay_sigterm_as_sigint() -> None:
-    """Until cancelled, turn each SIGTERM into a SIGINT for this process.
+async def relay_stop_signals() -> None:
+    """Until cancelled, turn SIGTERM (and SIGINT, where it is ignored) into Ctrl+C.
 
-    KI protection makes Trio deliver the resulting KeyboardInterrupt to the main
-    task (where Hypercorn handles it) instead of raising it in this one.
+    Signals whose handling someone else chose are left alone. KI protection keeps
+    the interrupt from being raised in this task instead of the main one.
     """
     if threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return  # someone else handles SIGTERM
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+    wanted = [
+        signum
+        for signum, unhandled in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.SIG_IGN))
+        if signal.getsignal(signum) is unhandled
+    ]
+    if not wanted:
+        return
+    with trio.open_signal_receiver(*wanted) as signals:
         async for _ in signals:
-            os.kill(os.getpid(), signal.SIGINT)
+            _interrupt_main_task()
+
+
+def _interrupt_main_task() -> None:
+    """Deliver a KeyboardInterrupt to Trio's main task, as Trio does for SIGINT.
+
+    Trio has no public call for this; its run loop's ``deliver_ki`` is what its own
+    SIGINT handler calls. Without it, send ourselves SIGINT (which works where
+    SIGINT is not ignored).
+    """
+    runner = getattr(getattr(trio_run, "GLOBAL_RUN_CONTEXT", None), "runner", None)
+    deliver = getattr(runner, "deliver_ki", None)
+    if callable(deliver):
+        deliver()
+    else:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def exit_after_failed_startup(reason: str) -> None:
