@@ -18,7 +18,7 @@ import httpx
 
 from agent_trio._errors import UpstreamProtocolError, UpstreamUnavailable
 from agent_trio._settings import Settings
-from agent_trio.upstream._http import edge_timeout
+from agent_trio.upstream._connect import open_upstream
 from agent_trio.upstream._messages import (
     Completion,
     Message,
@@ -261,15 +261,6 @@ def _malformed(what: str) -> UpstreamProtocolError:
     )
 
 
-def _headers(settings: Settings) -> dict[str, str]:
-    headers = {"Accept": "application/json"}
-    if settings.llm_api_key is not None:
-        headers["Authorization"] = f"Bearer {settings.llm_api_key.get_secret_value()}"
-    if settings.llm_provider == "openrouter":
-        headers["X-Title"] = "agent-trio"  # OpenRouter's optional attribution
-    return headers
-
-
 @asynccontextmanager
 async def open_llm(
     settings: Settings,
@@ -283,24 +274,20 @@ async def open_llm(
         return
     assert settings.llm_base_url is not None
     assert settings.llm_choice is not None
-    timeout = settings.llm_request_timeout_seconds
-    async with httpx.AsyncClient(
+    # OpenRouter's optional attribution header
+    extra = {"X-Title": "agent-trio"} if settings.llm_provider == "openrouter" else {}
+    async with open_upstream(
+        _NAME,
+        settings,
         base_url=settings.llm_base_url,
-        headers=_headers(settings),
-        timeout=edge_timeout(timeout),
+        api_key=settings.llm_api_key,
+        max_concurrency=settings.llm_max_concurrency,
+        rate_limit=settings.llm_rate_limit_per_minute,
+        attempt_timeout=settings.llm_request_timeout_seconds,
+        extra_headers=extra,
         transport=transport,
-    ) as client:
-        upstream = Upstream(
-            _NAME,
-            client,
-            max_concurrency=settings.llm_max_concurrency,
-            rate_limit=settings.llm_rate_limit_per_minute,
-            max_attempts=settings.upstream_max_attempts,
-            breaker_threshold=settings.upstream_breaker_threshold,
-            breaker_cooldown=settings.upstream_breaker_cooldown_seconds,
-            attempt_timeout=timeout,
-            tuning=tuning or UpstreamTuning(),
-        )
+        tuning=tuning,
+    ) as upstream:
         llm = LlmClient(upstream, provider=settings.llm_provider, model=settings.llm_choice)
         try:
             yield llm

@@ -9,10 +9,10 @@ import httpx
 import trio
 
 from agent_trio._settings import Settings
+from agent_trio.upstream._connect import open_upstream
 from agent_trio.upstream._embedder import Embedder, HttpEmbedder, LongTexts
-from agent_trio.upstream._http import edge_timeout
 from agent_trio.upstream._local import LocalEmbedder, load_local_model, resolve_local_model
-from agent_trio.upstream._upstream import Upstream, UpstreamTuning
+from agent_trio.upstream._upstream import UpstreamTuning
 
 __all__ = ["open_embedder"]
 
@@ -43,27 +43,17 @@ async def open_embedder(
     assert settings.embedding_base_url is not None
     assert settings.embedding_model is not None
     assert settings.embedding_dimensions is not None
-    timeout = settings.embedding_request_timeout_seconds
-    headers = {"Accept": "application/json"}
-    if settings.embedding_api_key is not None:
-        headers["Authorization"] = f"Bearer {settings.embedding_api_key.get_secret_value()}"
-    async with httpx.AsyncClient(
+    async with open_upstream(
+        "embedding",
+        settings,
         base_url=settings.embedding_base_url,
-        headers=headers,
-        timeout=edge_timeout(timeout),
+        api_key=settings.embedding_api_key,
+        max_concurrency=settings.embedding_max_concurrency,
+        rate_limit=settings.embedding_rate_limit_per_minute,
+        attempt_timeout=settings.embedding_request_timeout_seconds,
         transport=transport,
-    ) as client:
-        upstream = Upstream(
-            "embedding",
-            client,
-            max_concurrency=settings.embedding_max_concurrency,
-            rate_limit=settings.embedding_rate_limit_per_minute,
-            max_attempts=settings.upstream_max_attempts,
-            breaker_threshold=settings.upstream_breaker_threshold,
-            breaker_cooldown=settings.upstream_breaker_cooldown_seconds,
-            attempt_timeout=timeout,
-            tuning=tuning or UpstreamTuning(),
-        )
+        tuning=tuning,
+    ) as upstream:
         embedder = HttpEmbedder(
             upstream,
             provider=provider,

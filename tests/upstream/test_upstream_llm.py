@@ -351,6 +351,7 @@ async def test_providers_and_lifecycle(autojump_clock: trio.abc.Clock) -> None:
     assert completion.content == "fine"
     assert completion.usage is None
     assert fake.headers[0]["x-title"] == "agent-trio"
+    assert fake.headers[0]["authorization"] == "Bearer sk-test"
     with pytest.raises(ResourceClosed):
         await llm.complete([Message.user("hi")])
     with pytest.raises(ResourceClosed):
