@@ -146,7 +146,23 @@ async def test_ingesting_the_corpus_stores_every_document_whole(
     assert await assert_whole(kb, expected) == set(expected)
     assert await kb.count("Entity") == len(set().union(*(e.entities for e in expected.values())))
     assert fake.texts == summary.chunks  # every chunk embedded once
-    assert fake.requests < summary.documents  # small documents shared requests
+
+
+async def test_documents_waiting_for_the_embedder_share_one_request(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    # One worker and a slow API: while the first request is answered, the reader
+    # queues the other documents, and the worker takes them up together.
+    fake = FakeEmbeddings(delay=0.3)
+    async with ingestor_on(kb, tmp_path, fake) as (ingestor, _):
+        ingestor.embed_workers = 1
+        summary = await ingestor.ingest_paths([CORPUS_DIR])
+
+    assert summary.failed == []
+    assert summary.documents == 12
+    assert fake.texts == summary.chunks
+    assert fake.requests < summary.documents / 2
+    assert max(len(batch) for batch in fake.batches) <= ingestor.batch_texts
 
 
 def test_a_chunk_is_embedded_under_its_headings_each_said_once() -> None:
