@@ -137,10 +137,10 @@ async def post_document(data: DocumentIn) -> tuple[Response, int]:
         document = parse_document(
             data.source, data.content, title=data.title or None, metadata=data.metadata
         )
-    except IngestError as exc:
+        with trio.fail_after(INGEST_DEADLINE):
+            outcome = await service.ingestor.ingest(document)
+    except IngestError as exc:  # no text to ingest, or a text the embedder refuses
         raise ApiError(422, "invalid_document", str(exc), field="content") from exc
-    with trio.fail_after(INGEST_DEADLINE):
-        outcome = await service.ingestor.ingest(document)
     body = {
         "id": outcome.id,
         "chunk_count": outcome.chunk_count,
