@@ -17,7 +17,9 @@ in ``[0, 1]``, higher is better:
      hybrid score of the best such chunk, times 0.8 when the fact was stated
      elsewhere than in one of those chunks.
 
-  Ties go to the more recent ``valid_at``.
+  Ties go to the more recent ``valid_at``. A statement (the same sentence with
+  the same dates) appears once, as its best-ranked fact, even when it relates
+  several pairs of entities.
 
 The calls run one after another: the query embedding dominates the time, and a
 failure arrives as the one error it is (no exception group to unpick).
@@ -80,7 +82,7 @@ class Searcher:
         _check_limit(limit)
         if text_weight is not None and not 0.0 <= text_weight <= 1.0:
             raise ValueError(f"text_weight must be between 0 and 1, got {text_weight}")
-        k = min(_CANDIDATE_MAX, max(_CANDIDATE_FACTOR * limit, _CANDIDATE_MIN))
+        k = _candidates(limit)
         by_vector = await self._vector_hits(query, k)
         by_text = await self._store.fulltext_search(query, k)
         if text_weight is None:
@@ -97,13 +99,15 @@ class Searcher:
     async def graph(self, query: str, limit: int = 10) -> list[GraphResult]:
         """Facts about what the query names or what the best chunks mention."""
         _check_limit(limit)
+        k = _candidates(limit)  # more than ``limit``: repeated sentences are dropped
         scored: dict[str, tuple[float, FactHit]] = {}
-        _keep_best(scored, ((f.score, f) for f in await self._store.facts_for_query(query, limit)))
+        _keep_best(scored, ((f.score, f) for f in await self._store.facts_for_query(query, k)))
         chunks = await self.hybrid(query, _GRAPH_CHUNKS)
         chunk_scores = {c.chunk_id: c.score for c in chunks}
-        via = await self._store.facts_for_chunks(list(chunk_scores), limit)
+        via = await self._store.facts_for_chunks(list(chunk_scores), k)
         _keep_best(scored, ((_via_score(f, chunk_scores), f) for f in via))
-        return [GraphResult.from_hit(f, s) for s, f in _rank_facts(scored.values())[:limit]]
+        ranked = _once_per_statement(_rank_facts(scored.values()))
+        return [GraphResult.from_hit(f, s) for s, f in ranked[:limit]]
 
     async def relationships(self, entity: str, depth: int = 1) -> Relationships | None:
         """The entity named ``entity`` and the facts within ``depth`` (1-3) of it."""
@@ -126,6 +130,10 @@ class Searcher:
         return await self._store.vector_search(embedding, limit)
 
 
+def _candidates(limit: int) -> int:
+    return min(_CANDIDATE_MAX, max(_CANDIDATE_FACTOR * limit, _CANDIDATE_MIN))
+
+
 def _check_limit(limit: int) -> None:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
@@ -146,6 +154,24 @@ def _keep_best(
     for score, fact in found:
         if fact.uuid not in scored or score > scored[fact.uuid][0]:
             scored[fact.uuid] = (score, fact)
+
+
+def _once_per_statement(
+    ranked: Iterable[tuple[float, FactHit]],
+) -> list[tuple[float, FactHit]]:
+    """The best-ranked fact of each statement (sentence and dates).
+
+    A sentence that names three entities relates them in up to three facts with
+    the same words; a reader of the results wants the statement once.
+    """
+    seen: set[tuple[str, str | None, str | None]] = set()
+    kept = []
+    for score, fact in ranked:
+        statement = (" ".join(fact.fact.split()).casefold(), fact.valid_at, fact.invalid_at)
+        if statement not in seen:
+            seen.add(statement)
+            kept.append((score, fact))
+    return kept
 
 
 def _rank_facts(scored: Iterable[tuple[float, FactHit]]) -> list[tuple[float, FactHit]]:

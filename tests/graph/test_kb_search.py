@@ -214,3 +214,36 @@ async def test_searcher_refuses_an_embedder_of_other_dimensions(store: Knowledge
 
     with pytest.raises(ConfigError, match="EMBEDDING_DIMENSIONS"):
         Searcher(store, Wide())
+
+
+async def test_graph_search_gives_each_statement_once(store: KnowledgeStore) -> None:
+    # one sentence relating three entities: three facts, one statement
+    sentence = "Carol and Dave founded Orbit Ltd in 2019."
+    carol, dave, orbit = (
+        EntityRecord("Carol", "person"),
+        EntityRecord("Dave", "person"),
+        EntityRecord("Orbit Ltd", "organization"),
+    )
+    other = "Orbit Ltd opened an office in Oslo in 2015."
+    oslo = EntityRecord("Oslo", "place")
+    doc = DocumentRecord("doc-o", "Orbit", "orbit.md", f"{sentence} {other}", "ho", {})
+    chunks = [
+        ChunkRecord("o-0", 0, sentence, 8, topic_vector(sentence)),
+        ChunkRecord("o-1", 1, other, 8, topic_vector(other)),
+    ]
+    facts = [
+        FactRecord(carol.key, dave.key, "RELATED_TO", sentence, "o-0", valid_at="2019-05-01"),
+        FactRecord(carol.key, orbit.key, "FOUNDED", sentence, "o-0", valid_at="2019-05-01"),
+        FactRecord(dave.key, orbit.key, "FOUNDED", sentence, "o-0", valid_at="2019-05-01"),
+        FactRecord(orbit.key, oslo.key, "OPENED", other, "o-1", valid_at="2015-03-01"),
+    ]
+    await store.replace_document(doc, chunks, [carol, dave, orbit, oslo], facts)
+    searcher = Searcher(store, TopicEmbedder())
+
+    results = await searcher.graph("Orbit Ltd", 10)
+    assert sorted(r.fact for r in results) == sorted([sentence, other])
+    # the timeline still lists every fact
+    assert len(await searcher.timeline("Orbit Ltd")) == 3
+    # the 2019 statement ranks first three times over; a limit of 2 is still
+    # filled with two statements, not two copies of one
+    assert sorted(r.fact for r in await searcher.graph("Orbit Ltd", 2)) == sorted([sentence, other])
