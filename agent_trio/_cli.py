@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from agent_trio.upstream import use_own_retry_logs
+
+    use_own_retry_logs()
     if args.command == "serve":
         return _serve(args.config, args.bind)
     if args.command == "ingest":

@@ -44,7 +44,7 @@ from _fake_embedding_server import vector_for
 from _report import write_section
 
 from agent_trio import AgentTrioError, load_settings
-from agent_trio.upstream import UpstreamTuning, open_embedder
+from agent_trio.upstream import UpstreamTuning, open_embedder, use_own_retry_logs
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = Path(__file__).resolve().parent / "_fake_embedding_server.py"
@@ -399,6 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--only", default="abcde", help="scenarios to run, e.g. 'ac'")
     args = parser.parse_args(argv)
+    use_own_retry_logs()  # retries are counted in the table, not logged per request
     window = args.window
     scale = 4 if args.quick else 1
     rate_texts = make_texts(12_000 // scale)

@@ -20,6 +20,8 @@ import threading
 import trio
 from trio._core import _run as trio_run  # deliver_ki: see _interrupt_main_task
 
+from agent_trio.upstream import use_own_retry_logs
+
 __all__ = ["configure_logging", "exit_after_failed_startup", "relay_stop_signals"]
 
 
@@ -72,6 +74,7 @@ def exit_after_failed_startup(reason: str) -> None:
 
 def configure_logging(level: str) -> None:
     """Send our loggers to stderr, in the ASGI server's format, unless someone already did."""
+    use_own_retry_logs()
     logger = logging.getLogger("agent_trio")
     logger.setLevel(level)
     if logger.handlers or logging.getLogger().handlers:

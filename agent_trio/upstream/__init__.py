@@ -26,7 +26,7 @@ from agent_trio.upstream._messages import (
 )
 from agent_trio.upstream._open import open_embedder
 from agent_trio.upstream._rate import RateLimiter
-from agent_trio.upstream._upstream import Upstream, UpstreamTuning
+from agent_trio.upstream._upstream import Upstream, UpstreamTuning, use_own_retry_logs
 
 __all__ = [
     "AdaptiveLimits",
@@ -52,4 +52,5 @@ __all__ = [
     "open_llm",
     "parse_embeddings",
     "parse_retry_after",
+    "use_own_retry_logs",
 ]

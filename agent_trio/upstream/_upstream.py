@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import (
@@ -61,7 +62,9 @@ from agent_trio.upstream._breaker import CircuitBreaker, Permit
 from agent_trio.upstream._http import parse_retry_after, upstream_message
 from agent_trio.upstream._rate import RateLimiter, Reservation
 
-__all__ = ["Upstream", "UpstreamTuning"]
+__all__ = ["Upstream", "UpstreamTuning", "use_own_retry_logs"]
+
+log = logging.getLogger("agent_trio.upstream")
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -410,6 +413,18 @@ class Upstream:
             self.adaptive.on_timeout(ticket)
 
 
+def use_own_retry_logs() -> None:
+    """Make stamina's retry hooks (process-wide) ours: none.
+
+    :class:`Upstream` logs each retry itself, naming the upstream and the failure.
+    stamina's default hooks log a bare ``stamina.retry_scheduled`` line (its details
+    ride in ``extra``, which plain formatters drop) and count on the default
+    Prometheus registry, which ``/metrics`` does not serve. Entry points call this
+    once; a library does not change process-wide settings on its own.
+    """
+    stamina.instrumentation.set_on_retry_hooks(())
+
+
 class _RetryBudget:
     """Decides, per call, whether a failed attempt is retried (stamina's ``on`` hook)."""
 
@@ -433,6 +448,7 @@ class _RetryBudget:
                 if retry_after > up.max_retry_after or now + retry_after > deadline:
                     return False
                 up.counters["retries"] += 1
+                log.info("%s; retrying when the pause of %.3g s ends", exc.error, retry_after)
                 return 0.0  # the whole upstream is paused; the next attempt waits for it
         else:
             self._failures += 1
@@ -443,6 +459,11 @@ class _RetryBudget:
         if now + least_wait > deadline:
             return False
         up.counters["retries"] += 1
+        retry = self._failures + self._throttled
+        level = logging.INFO if exc.kind is _Kind.THROTTLED else logging.WARNING
+        log.log(
+            level, "%s; retry %d after a back-off of at least %.3g s", exc.error, retry, least_wait
+        )
         return True  # stamina: exponential back-off with jitter, slept with trio.sleep
 
 

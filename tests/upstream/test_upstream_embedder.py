@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -127,6 +128,31 @@ async def test_http_500_is_retried_then_gives_up_loudly(autojump_clock: trio.abc
     assert info.value.status_code == 500
     assert "model crashed" in str(info.value)
     assert info.value.upstream == "embedding"
+
+
+async def test_each_retry_is_logged_with_the_upstream_and_its_failure(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def script(number: int, request: httpx.Request) -> httpx.Response | None:
+        if number == 0:
+            return httpx.Response(503, json={"error": {"message": "warming up"}})
+        if number == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        return None
+
+    fake = FakeEmbeddings(script=script)
+    caplog.set_level(logging.INFO, logger="agent_trio.upstream")
+    async with open_embedder(
+        embedding_settings(), transport=fake.transport(), tuning=quick_tuning()
+    ) as embedder:
+        assert await embedder.embed(["hello"]) == [vector_for("hello")]
+    retries = [r for r in caplog.records if r.name == "agent_trio.upstream"]
+    assert [r.levelno for r in retries] == [logging.WARNING, logging.WARNING]
+    first, second = (r.getMessage() for r in retries)
+    assert "embedding upstream failed with HTTP 503: warming up" in first
+    assert "retry 1 " in first
+    assert "embedding upstream" in second
+    assert "retry 2 " in second
 
 
 async def test_invalid_json_fails_at_once(autojump_clock: trio.abc.Clock) -> None:
@@ -476,3 +502,16 @@ async def test_provider_payloads(autojump_clock: trio.abc.Clock) -> None:
         await emb.embed(["doc"])
     assert "dimensions" not in bodies[3]
     assert "authorization" not in headers[3]
+
+
+def test_entry_points_replace_stamina_s_bare_retry_log() -> None:
+    import stamina.instrumentation
+
+    from agent_trio.upstream import use_own_retry_logs
+
+    assert stamina.instrumentation.get_on_retry_hooks()  # its defaults: logging, Prometheus
+    try:
+        use_own_retry_logs()
+        assert stamina.instrumentation.get_on_retry_hooks() == ()
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(None)
