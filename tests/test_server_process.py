@@ -142,6 +142,25 @@ async def test_server_answers_and_stops_cleanly(
                 await trio.sleep(0.1)
 
 
+async def test_a_client_keeping_its_connection_open_does_not_hold_the_server(
+    tmp_path: Path,
+) -> None:
+    # Clients (browsers, httpx, requests) keep connections open between requests.
+    # An idle one is closed at stop at once, not after the whole graceful_timeout.
+    async with running_server(tmp_path) as (process, url, data_dir):
+        async with httpx.AsyncClient() as client:
+            await _poll_health(client, url, process)
+            assert (await client.get(f"{url}/documents")).status_code == 200
+            stopped = trio.current_time()
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(GRACEFUL_TIMEOUT + 5):
+                code = await process.wait()
+            took = trio.current_time() - stopped
+        assert code == 0
+        assert took < GRACEFUL_TIMEOUT, f"the server waited {took:.1f} s for an idle connection"
+        assert not engine_pids(data_dir)
+
+
 async def test_a_sigkilled_server_leaves_no_engine(tmp_path: Path) -> None:
     async with running_server(tmp_path) as (process, url, data_dir):
         await wait_healthy(url, process)
