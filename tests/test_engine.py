@@ -84,7 +84,10 @@ def _listening(pid: int) -> set[tuple[str, int]]:
     """The (address, port) pairs on which process ``pid`` listens for TCP."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed since the listing: the JVM opens and closes files
+            continue
         if target.startswith("socket:["):
             inodes.add(target[len("socket:[") : -1])
     found = set()
