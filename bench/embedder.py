@@ -220,6 +220,22 @@ def ideal_seconds(requests: int, limits: ServerLimits, window: float) -> float:
     return max(slots)
 
 
+def attempts_needed(successes: int, limits: ServerLimits, seed: int) -> int:
+    """Accepted requests it takes to get ``successes`` answers from a server seeded ``seed``.
+
+    The server draws one fault roll per accepted request from ``random.Random(seed)``
+    (429s draw none), so any client meets the same faults in the same order: this
+    is what the fault sequence costs even a perfect client.
+    """
+    rng = random.Random(seed)
+    failing = limits.pcut + limits.p500
+    attempts = got = 0
+    while got < successes:
+        attempts += 1
+        got += rng.random() >= failing
+    return attempts
+
+
 def run(
     client: str,
     scenario: str,
@@ -275,8 +291,7 @@ def run(
     half = log[len(log) // 2 :]
     outcome.throttled_second_half = sum(1 for _, s in half if s == 429) / max(1, len(half))
     batches = math.ceil(len(texts) / batch)
-    failing = limits.p500 + limits.pcut
-    outcome.ideal = ideal_seconds(round(batches / (1 - failing)), limits, window)
+    outcome.ideal = ideal_seconds(attempts_needed(batches, limits, seed), limits, window)
     return outcome
 
 
@@ -306,7 +321,9 @@ def row(o: Outcome, window: float) -> str:
     )
 
 
-def report(outcomes: list[Outcome], window: float, command: str, seconds: float) -> str:
+def report(
+    outcomes: list[Outcome], window: float, command: str, seconds: float, *, quick: bool = False
+) -> str:
     lines = [
         "## Embedder under rate limits and faults",
         "",
@@ -330,8 +347,10 @@ def report(outcomes: list[Outcome], window: float, command: str, seconds: float)
         "",
         "*achieved ÷ allowed*: the time a perfect client needs for the same work at the "
         "server's limits (each request started as early as the concurrency limit and the "
-        "rolling window allow; with faults, the expected number of attempts) divided by "
-        "the time taken, from the moment the client was open to the last vector. "
+        "rolling window allow; with faults, as many accepted requests as the server's "
+        "seeded fault sequence takes to answer every batch, which any client meets in the "
+        "same order: `attempts_needed`) divided by the time taken, from the moment the "
+        "client was open to the last vector. "
         "*429s (2nd half)*: share of 429 answers among the second half of "
         "the requests, after convergence.",
         "",
@@ -339,7 +358,7 @@ def report(outcomes: list[Outcome], window: float, command: str, seconds: float)
         "|---|---|---|---|---|---|---|---|---|",
         *(row(o, window) for o in outcomes),
         "",
-        *verdicts(outcomes),
+        *verdicts(outcomes, quick=quick),
         "",
         "Notes per row:",
         "",
@@ -353,21 +372,33 @@ def report(outcomes: list[Outcome], window: float, command: str, seconds: float)
     return "\n".join(lines)
 
 
-def verdicts(outcomes: list[Outcome]) -> list[str]:
-    """The issue's criteria, checked against the rows above."""
+def verdicts(outcomes: list[Outcome], *, quick: bool = False) -> list[str]:
+    """The issue's criteria, checked against the rows above.
+
+    They are set for the full scenario (12,000 texts). A quick run is a quarter of
+    it, where the first seconds (AIMD finding the concurrency limit) weigh four
+    times as much: its figures are shown, not judged.
+    """
     by = {(o.scenario[0], o.client): o for o in outcomes}
-    lines = ["Criteria:", ""]
+    lines = [
+        "Criteria" + (" (a quick run: shown, judged on the full run only):" if quick else ":"),
+        "",
+    ]
+
+    def verdict(ok: bool) -> str:
+        return "not judged" if quick else "met" if ok else "NOT met"
+
     if (a := by.get(("a", "ours"))) is not None:
         ok = a.ideal / a.elapsed >= 0.97 and a.throttled == 0
         lines.append(
             f"- (a) ≥ 0.97 of the allowed rate with zero 429s: {a.ideal / a.elapsed:.3f}, "
-            f"{a.throttled} 429s - {'met' if ok else 'NOT met'}."
+            f"{a.throttled} 429s - {verdict(ok)}."
         )
     if (b := by.get(("b", "ours"))) is not None:
         ok = b.throttled_second_half <= 0.02
         lines.append(
             f"- (b) ≤ 2 % of requests answered 429 after convergence: "
-            f"{b.throttled_second_half:.1%} - {'met' if ok else 'NOT met'}."
+            f"{b.throttled_second_half:.1%} - {verdict(ok)}."
         )
     for key in ("c", "e"):
         ours, old = by.get((key, "ours")), by.get((key, "predecessor"))
@@ -385,7 +416,7 @@ def verdicts(outcomes: list[Outcome]) -> list[str]:
         )
         lines.append(
             f"- ({key}) every vector correct (or a loud failure) at ≥ 0.9 of what the limits "
-            f"allow: {got}, {ratio:.3f}{old_lost} - {'met' if ok else 'NOT met'}."
+            f"allow: {got}, {ratio:.3f}{old_lost} - {verdict(ok)}."
         )
     return lines
 
@@ -454,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     command = ".venv/bin/python bench/embedder.py" + (" --quick" if args.quick else "")
     if args.window != 6.0:
         command += f" --window {args.window:g}"
-    text = report(outcomes, window, command + " --write", seconds)
+    text = report(outcomes, window, command + " --write", seconds, quick=args.quick)
     print()
     print(text)
     if args.write:
