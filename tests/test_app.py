@@ -7,14 +7,18 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 from quart.typing import TestClientProtocol as Client
 from quart_trio.testing import TrioTestApp
 
+from agent_trio import Settings
 from agent_trio.app import create_app
 from agent_trio.engine import EngineInfo
 from agent_trio.service import ServiceHooks
+from agent_trio.upstream import Embedder, open_embedder
+from tests.fakes import openai_embeddings_transport
 from tests.test_service import fake_api_settings, fake_embedder, pid_alive
 
 pytestmark = pytest.mark.engine
@@ -61,6 +65,50 @@ async def test_metrics_expose_limiters_and_requests(client: Client) -> None:
     text = (await response.get_data()).decode()
     assert 'agent_trio_limiter_total{limiter="graph"}' in text
     assert 'agent_trio_http_requests_total{method="GET",route="/health",status="200"}' in text
+
+
+async def test_metrics_expose_each_upstream_s_attempts_failures_and_breaker(
+    engine_info: EngineInfo, tmp_path: Path
+) -> None:
+    settings = fake_api_settings(tmp_path)
+    assert settings.embedding_dimensions is not None
+    answers = openai_embeddings_transport(settings.embedding_dimensions)
+    calls = 0
+
+    async def first_fails(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return httpx.Response(503, json={"error": {"message": "warming up"}})
+        return await answers.handle_async_request(request)
+
+    def embedder(settings: Settings) -> AsyncIterator[Embedder]:
+        transport = httpx.MockTransport(first_fails)
+        return open_embedder(settings, transport=transport)  # type: ignore[return-value]
+
+    app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=embedder))
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        search = await client.post("/search/vector", json={"query": "turbines"})
+        assert search.status_code == 200
+        text = (await (await client.get("/metrics")).get_data()).decode()
+
+    def value(sample: str) -> float:
+        (line,) = [x for x in text.splitlines() if x.startswith(sample + " ")]
+        return float(line.rsplit(" ", 1)[1])
+
+    assert value('agent_trio_upstream_attempts_total{upstream="embedding"}') == 2
+    assert (
+        value('agent_trio_upstream_failures_total{kind="server_errors",upstream="embedding"}') == 1
+    )
+    assert value('agent_trio_upstream_failures_total{kind="throttled",upstream="embedding"}') == 0
+    assert value('agent_trio_upstream_retries_total{upstream="embedding"}') == 1
+    assert value('agent_trio_upstream_gave_up_total{upstream="embedding"}') == 0
+    assert value('agent_trio_upstream_breaker_state{state="closed",upstream="embedding"}') == 1
+    assert value('agent_trio_upstream_breaker_state{state="open",upstream="embedding"}') == 0
+    assert value('agent_trio_upstream_concurrency{upstream="embedding"}') == 3
+    assert value('agent_trio_embedding_texts_total{provider="openai"}') == 1
+    assert 'upstream="llm"' not in text  # no LLM configured
 
 
 async def test_api_key_is_required_except_for_health_and_metrics(
