@@ -61,4 +61,9 @@ def _serve(config_path: Path, bind: list[str] | None) -> int:
     config.application_path = "agent_trio.app:app"
     if bind:
         config.bind = bind
-    return run(config)
+    try:
+        return run(config)
+    except OSError as exc:  # the sockets are bound before the app starts: a busy port
+        where = ", ".join(config.bind)
+        print(f"agent-trio: cannot serve on {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1

@@ -186,3 +186,24 @@ async def test_a_failed_startup_exits_non_zero_with_one_clear_line(tmp_path: Pat
     assert result.returncode != 0
     output = (result.stdout + result.stderr).decode()
     assert "EMBEDDING_MAX_CONCURRENCY='lots'" in output
+
+
+async def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = await trio.run_process(
+            [sys.executable, "-m", "agent_trio", "serve", "--bind", f"127.0.0.1:{port}"],
+            cwd=tmp_path,
+            env=dict(os.environ, AGENT_DATA_DIR=str(tmp_path / "d")),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 1
+    lines = (result.stdout + result.stderr).decode().strip().splitlines()
+    assert lines == [f"agent-trio: cannot serve on 127.0.0.1:{port}: Address already in use"]
+    assert not (tmp_path / "d").exists()  # refused before anything started
