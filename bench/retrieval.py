@@ -36,8 +36,12 @@ sys.path.insert(0, str(ROOT))
 from agent_trio import load_settings  # noqa: E402
 from agent_trio.search import ChunkResult, Searcher  # noqa: E402
 from agent_trio.service import open_service  # noqa: E402
-from tests.retrieval_questions import CORPUS_DIR, QUESTIONS, RetrievalQuestion  # noqa: E402
-from tests.test_retrieval_quality import relevant  # noqa: E402
+from tests.retrieval_questions import (  # noqa: E402
+    CORPUS_DIR,
+    QUESTIONS,
+    RetrievalQuestion,
+    relevant,
+)
 
 Q = RetrievalQuestion
 MORE: tuple[RetrievalQuestion, ...] = (

@@ -10,8 +10,11 @@ results for at least nine of the ten questions.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import NamedTuple
+
+from agent_trio.search import ChunkResult
 
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "examples" / "corpus"
 
@@ -74,3 +77,14 @@ QUESTIONS: tuple[RetrievalQuestion, ...] = (
         "supervisory control and data acquisition",
     ),
 )
+
+
+def relevant(result: ChunkResult, question: RetrievalQuestion) -> bool:
+    """Whether ``result`` answers ``question``: a chunk of its file with its phrase."""
+    return Path(result.document_source).name == question.source and _squash(
+        question.phrase
+    ) in _squash(result.content)
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text)

@@ -8,7 +8,6 @@ the same questions and reported, so a regression in either side shows.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,22 +15,11 @@ import pytest
 
 from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo
-from agent_trio.search import ChunkResult
 from agent_trio.service import Service, ServiceHooks, open_service
 from tests._engine import own_database
-from tests.retrieval_questions import CORPUS_DIR, QUESTIONS, RetrievalQuestion
+from tests.retrieval_questions import CORPUS_DIR, QUESTIONS, relevant
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
-
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", " ", text)
-
-
-def relevant(result: ChunkResult, question: RetrievalQuestion) -> bool:
-    return Path(result.document_source).name == question.source and _squash(
-        question.phrase
-    ) in _squash(result.content)
 
 
 @pytest.fixture
