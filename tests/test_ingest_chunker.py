@@ -9,12 +9,13 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 
 from agent_trio.ingest import Chunk, chunk_text, estimate_tokens
-from agent_trio.ingest._chunker import markdown_headings, sentence_spans
+from agent_trio.ingest._chunker import MIN_PIECE, fit_chunks, markdown_headings, sentence_spans
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -254,3 +255,47 @@ def test_sentence_spans(text: str, expected: list[str]) -> None:
 def test_markdown_headings_ignore_code_and_need_a_space() -> None:
     text = "# One\n#NoSpace\n```\n## In code\n```\n   ### Indented ###\n####### Seven"
     assert [(h.level, h.title) for h in markdown_headings(text)] == [(1, "One"), (3, "Indented")]
+
+
+# -- fitting chunks to what an embedding model reads ---------------------------------
+
+FIT_DOC = (
+    "# Parts list\n\nIntro line for the parts.\n\n## Codes\n\n"
+    + " ".join(f"AX-{n:04d}/B{n % 7}" for n in range(120))
+    + "\n\n## Notes\n\nA short closing note about the parts and where they are kept."
+)
+
+
+def _at_most_words(limit: int) -> Callable[[Chunk], bool]:
+    return lambda chunk: len(chunk.text.split()) <= limit
+
+
+def test_chunks_that_fit_are_kept_as_they_are() -> None:
+    chunks = chunk_text(FIT_DOC, size=1000, overlap=100)
+    assert fit_chunks(FIT_DOC, chunks, lambda chunk: True) == chunks
+
+
+def test_a_chunk_the_model_would_not_read_whole_is_cut_until_every_piece_fits() -> None:
+    chunks = chunk_text(FIT_DOC, size=1000, overlap=0)
+    assert not all(_at_most_words(40)(c) for c in chunks)
+    fitted = fit_chunks(FIT_DOC, chunks, _at_most_words(40))
+    assert all(_at_most_words(40)(c) for c in fitted)
+    assert [c.index for c in fitted] == list(range(len(fitted)))
+    for chunk in fitted:
+        assert chunk.text == FIT_DOC[chunk.start : chunk.end]
+        assert chunk.token_estimate == estimate_tokens(chunk.text)
+    # the pieces of a cut chunk cover it in order, every word once
+    assert [w for c in fitted for w in c.text.split()] == FIT_DOC.split()
+    assert all(a.end <= b.start for a, b in itertools.pairwise(fitted))
+    # each piece keeps the heading path it sits under
+    codes = [c for c in fitted if "AX-0100/B2" in c.text]
+    assert [c.heading_path for c in codes] == [("Parts list", "Codes")]
+    assert fitted[-1].heading_path == ("Parts list", "Notes")
+
+
+def test_pieces_are_not_cut_below_a_minimum_whatever_fits_says() -> None:
+    chunks = chunk_text(FIT_DOC, size=1000, overlap=0)
+    fitted = fit_chunks(FIT_DOC, chunks, lambda chunk: False)
+    assert all(len(c.text) <= MIN_PIECE for c in fitted)
+    assert len(fitted) < len(FIT_DOC.split()) / 2  # not cut down to single words
+    assert [w for c in fitted for w in c.text.split()] == FIT_DOC.split()

@@ -28,7 +28,7 @@ from agent_trio.ingest import (
     parse_document,
     read_document,
 )
-from agent_trio.upstream import Embedder
+from agent_trio.upstream import Embedder, open_embedder
 from tests._kb import (
     DIMENSIONS,
     FakeEmbeddings,
@@ -163,6 +163,29 @@ async def test_documents_waiting_for_the_embedder_share_one_request(
     assert fake.texts == summary.chunks
     assert fake.requests < summary.documents / 2
     assert max(len(batch) for batch in fake.batches) <= ingestor.batch_texts
+
+
+async def test_chunks_are_cut_to_what_the_embedder_reads_whole(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    # an embedder that reads 300 characters: the 1000-character chunks are cut again
+    content = "# Inventory\n\n" + " ".join(f"Part {n} is kept in bay {n % 9}." for n in range(60))
+    fake = FakeEmbeddings()
+    async with open_embedder(
+        embedding_settings(tmp_path), transport=fake.transport(), max_text_chars=300
+    ) as embedder:
+        ingestor = Ingestor(
+            kb.store, embedder, RuleExtractor(), chunk_size=CHUNK_SIZE, chunk_overlap=0
+        )
+        outcome = await ingestor.ingest(parse_document("inventory.md", content))
+        truncated = embedder.statistics()["counters"]["texts_truncated"]
+
+    assert len(chunk_text(content, size=CHUNK_SIZE, overlap=0)) < outcome.chunk_count
+    stored = await stored_chunks(kb, outcome.id)
+    assert len(stored) == outcome.chunk_count
+    assert all(len(text) <= 300 for batch in fake.batches for text in batch)
+    assert truncated == 0  # nothing cut off: every chunk was sent whole
+    assert " ".join(stored).split() == content.split()  # in order, each word once
 
 
 def test_a_chunk_is_embedded_under_its_headings_each_said_once() -> None:

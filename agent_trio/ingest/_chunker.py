@@ -21,6 +21,11 @@ whitespace, so offsets and provenance stay exact; the heading path is kept besid
 the text (:attr:`Chunk.context_text` prefixes it for embedding) rather than inside
 it, which would break that identity and count against ``size``.
 
+An embedding model may read fewer tokens than ``size`` characters hold (1000
+characters of dense text, such as numbers, codes or tables, can be 500 tokens):
+:func:`fit_chunks` cuts each chunk the model would not read whole again, at half its
+length and without overlap, until each piece fits.
+
 Overlap: the next chunk of the same section starts with the trailing units of the
 previous chunk that fit in ``overlap`` characters, dropped from the front as needed
 to make room. ``overlap`` is capped at ``size // 2``, so any value (0, or larger
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -41,6 +47,7 @@ __all__ = [
     "Heading",
     "chunk_text",
     "estimate_tokens",
+    "fit_chunks",
     "markdown_headings",
     "sentence_spans",
     "text_sentences",
@@ -142,6 +149,49 @@ def chunk_text(text: str, *, size: int, overlap: int) -> list[Chunk]:
         )
         for i, (s, e) in enumerate(packer.chunks)
     ]
+
+
+#: a piece this short is not cut again, whatever ``fits`` says (its heading path
+#: alone may be what does not fit)
+MIN_PIECE = 100
+
+
+def fit_chunks(text: str, chunks: Sequence[Chunk], fits: Callable[[Chunk], bool]) -> list[Chunk]:
+    """``chunks`` of ``text``, each one ``fits`` rejects chunked again; renumbered.
+
+    A rejected chunk is cut with :func:`chunk_text` at half its length and no
+    overlap, and each piece is asked again, until it fits or is at most
+    :data:`MIN_PIECE` characters long. Chunks that fit are returned as they are.
+    """
+    if all(fits(chunk) for chunk in chunks):
+        return list(chunks)
+    headings = markdown_headings(text)
+    starts = [h.start for h in headings]
+    paths = [(), *_heading_paths(headings)]
+
+    def piece(start: int, end: int, index: int = 0) -> Chunk:
+        return Chunk(
+            index=index,
+            text=text[start:end],
+            token_estimate=estimate_tokens(text[start:end]),
+            heading_path=paths[bisect.bisect_left(starts, end)],
+            start=start,
+            end=end,
+        )
+
+    spans: list[Span] = []
+    pending = [(c.start, c.end) for c in reversed(chunks)]
+    while pending:
+        start, end = pending.pop()
+        if end - start <= MIN_PIECE or fits(piece(start, end)):
+            spans.append((start, end))
+            continue
+        parts = chunk_text(text[start:end], size=(end - start) // 2, overlap=0)
+        if len(parts) < 2:
+            spans.append((start, end))
+            continue
+        pending.extend((start + p.start, start + p.end) for p in reversed(parts))
+    return [piece(s, e, i) for i, (s, e) in enumerate(spans)]
 
 
 def _heading_paths(headings: list[Heading]) -> list[tuple[str, ...]]:

@@ -35,7 +35,7 @@ __all__ = ["DocumentRecords", "PipelineShape", "chunk_id_for", "document_records
 log = logging.getLogger("agent_trio.ingest")
 
 #: bump when what is written for the same input changes (ids, metadata, embedded text)
-_REVISION = 1
+_REVISION = 2  # 2: chunks cut again to fit the embedding model (fit_chunks)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import trio
 
 from agent_trio._errors import IngestError, UpstreamProtocolError
 from agent_trio.graph import KnowledgeStore
-from agent_trio.ingest._chunker import chunk_text, markdown_headings
+from agent_trio.ingest._chunker import chunk_text, fit_chunks, markdown_headings
 from agent_trio.ingest._extract import Extractor
 from agent_trio.ingest._mapping import PipelineShape, document_records, version_hash
 from agent_trio.ingest._model import Chunk, Extraction, SourceDocument
@@ -102,7 +102,11 @@ class Steps:
     # -- preparing (sync: runs in a worker thread) ---------------------------------
     def prepare(self, doc: SourceDocument) -> Prepared:
         """Chunk ``doc``; ``IngestError`` when it has no text to ingest."""
-        chunks = chunk_text(doc.content, size=self.chunk_size, overlap=self.chunk_overlap)
+        chunks = fit_chunks(
+            doc.content,
+            chunk_text(doc.content, size=self.chunk_size, overlap=self.chunk_overlap),
+            lambda chunk: self.embedder.reads_whole(embedding_text(chunk)),
+        )
         if not chunks:
             raise IngestError(
                 f"{doc.source}: no text to ingest (empty, or nothing but front matter)"

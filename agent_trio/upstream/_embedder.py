@@ -40,6 +40,14 @@ class Embedder(Protocol):
         """The vector of a search query."""
         ...
 
+    def reads_whole(self, text: str) -> bool:
+        """Whether the model reads all of ``text`` in one pass (no truncation, no windows).
+
+        Cheap and thread-safe: ingestion asks it of every chunk while it chunks, in a
+        worker thread, and cuts a chunk again where the answer is no.
+        """
+        ...
+
     def statistics(self) -> dict[str, Any]:
         """Limiter, breaker and counters; cheap, no I/O."""
         ...
@@ -138,6 +146,10 @@ class HttpEmbedder:
     async def embed_query(self, text: str) -> list[float]:
         (vector,) = await self._embed(self._policy.apply([text]), query=True)
         return vector
+
+    def reads_whole(self, text: str) -> bool:
+        # the APIs read thousands of tokens; what we send is cut at max_text_chars
+        return len(text) <= self._policy.max_text_chars
 
     def statistics(self) -> dict[str, Any]:
         stats = self._upstream.statistics()

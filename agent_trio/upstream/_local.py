@@ -8,15 +8,19 @@ under the embedder's limiter (one at a time by default: torch already uses every
 
 The model reads at most ``max_seq_length`` tokens (256) and would silently drop the
 rest: 1000 characters of prose come to about 250 tokens, of dense text (numbers,
-codes, tables) to 500. A longer text is therefore cut at token boundaries into
-windows the model reads whole; its vector is the mean of theirs, weighted by their
-token counts, normalised again (counted as ``texts_windowed``).
+codes, tables) to 500. :meth:`LocalEmbedder.reads_whole` tells ingestion which
+chunks do not fit, and it cuts them again. A longer text that is embedded all the
+same (a query, a caller's text) is cut at token boundaries into windows the model
+reads whole; its vector is the mean of theirs, weighted by their token counts,
+normalised again (counted as ``texts_windowed``).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,6 +122,10 @@ class LocalEmbedder:
         self.query_prefix = query_prefix
         self._policy = TextPolicy(max_text_chars=max_text_chars, long_texts=long_texts)
         self._window = _token_window(model)
+        # a tokenizer of its own for reads_whole, which runs in other threads than
+        # inference (a fast tokenizer's settings are changed by each call)
+        self._counter = copy.deepcopy(model.tokenizer) if self._window is not None else None
+        self._counter_lock = threading.Lock()
         self._closed = False
         self.texts_embedded = 0
         self.texts_windowed = 0
@@ -130,6 +138,15 @@ class LocalEmbedder:
         (prepared,) = self._policy.apply([text])
         (vector,) = await self._embed([self.query_prefix + prepared])
         return vector
+
+    def reads_whole(self, text: str) -> bool:
+        if len(text) > self._policy.max_text_chars:
+            return False
+        if self._counter is None or self._window is None or len(text) <= self._window:
+            return True  # a token covers at least one character
+        with self._counter_lock:
+            tokens = len(self._counter(text, add_special_tokens=False)["input_ids"])
+        return tokens <= self._window
 
     def statistics(self) -> dict[str, Any]:
         stats = self.limiter.statistics()

@@ -32,7 +32,8 @@ async def open_embedder(
     ``local``: the model is loaded here, in a thread; ``transport`` is not used.
     ``max_text_chars``: longer texts are cut (``long_texts="truncate"``) or refused;
     default 24,000 characters over HTTP (about 8k tokens of English, within the
-    providers' limits) and 8,000 locally (the model reads only its first 256 tokens).
+    providers' limits) and 8,000 locally (the model reads 256 tokens at a time: a
+    longer text is embedded in windows, and more windows blur its vector further).
     """
     if settings.embedding_provider == "local":
         async with _open_local(settings, max_text_chars or 8_000, long_texts) as local:

@@ -72,3 +72,33 @@ async def test_the_end_of_a_text_longer_than_the_model_reads_still_counts() -> N
     assert _dot(query, ends_in_rocket) > _dot(query, ends_in_bakery) + 0.02
     assert _dot(query, sentence) > _dot(query, ends_in_rocket)  # mostly about tomatoes
     assert stats["texts_windowed"] == 2  # the two long texts; the sentence alone is not
+
+
+@pytest.mark.slow
+async def test_the_model_says_which_chunks_it_reads_whole() -> None:
+    from agent_trio.ingest import chunk_text, embedding_text
+    from agent_trio.ingest._chunker import fit_chunks
+
+    settings = load_settings(_env_file=None, embedding_provider="local")
+    prose = (
+        "The turbines at the northern site were inspected in spring, and the crews found "
+        "that most of the blades needed only minor repairs before the summer season. "
+    ) * 6
+    codes = "\n\n".join(
+        f"- Part AX-{n:04d}/B{n % 7}: lot 2023-{n % 12 + 1:02d}, bin {n * 37 % 1000}"
+        for n in range(40)
+    )
+    document = f"# Field notes\n\n{prose[:900]}\n\n## Parts\n\n{codes}"
+    async with open_embedder(settings) as embedder:
+        assert isinstance(embedder, LocalEmbedder)
+        assert embedder.reads_whole(prose[:1000])  # about 200 tokens
+        assert not embedder.reads_whole(codes[:1000])  # about 500 tokens
+        assert not embedder.reads_whole("word " * 2000)  # past max_text_chars
+        chunks = chunk_text(document, size=1000, overlap=200)
+        assert not all(embedder.reads_whole(embedding_text(c)) for c in chunks)
+        fitted = fit_chunks(
+            document, chunks, lambda chunk: embedder.reads_whole(embedding_text(chunk))
+        )
+        assert all(embedder.reads_whole(embedding_text(c)) for c in fitted)
+        await embedder.embed([embedding_text(c) for c in fitted])
+        assert embedder.statistics()["counters"]["texts_windowed"] == 0
