@@ -272,7 +272,9 @@ def _at_most_words(limit: int) -> Callable[[Chunk], bool]:
 
 def test_chunks_that_fit_are_kept_as_they_are() -> None:
     chunks = chunk_text(FIT_DOC, size=1000, overlap=100)
-    assert fit_chunks(FIT_DOC, chunks, lambda chunk: True) == chunks
+    asked: list[Chunk] = []
+    assert fit_chunks(FIT_DOC, chunks, lambda chunk: asked.append(chunk) is None) == chunks
+    assert asked == chunks  # each asked once
 
 
 def test_a_chunk_the_model_would_not_read_whole_is_cut_until_every_piece_fits() -> None:

@@ -36,6 +36,7 @@ stays proportional to the length of the content.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -161,17 +162,31 @@ def fit_chunks(text: str, chunks: Sequence[Chunk], fits: Callable[[Chunk], bool]
 
     A rejected chunk is cut with :func:`chunk_text` at half its length and no
     overlap, and each piece is asked again, until it fits or is at most
-    :data:`MIN_PIECE` characters long. Chunks that fit are returned as they are.
+    :data:`MIN_PIECE` characters long. Chunks that fit are kept as they are.
     """
-    if all(fits(chunk) for chunk in chunks):
-        return list(chunks)
-    headings = markdown_headings(text)
+    headings: list[Heading] | None = None
+    out: list[Chunk] = []
+    for chunk in chunks:
+        if fits(chunk):
+            out.append(chunk)
+            continue
+        if headings is None:
+            headings = markdown_headings(text)
+        out.extend(_cut_to_fit(text, chunk, fits, headings))
+    if len(out) == len(chunks):
+        return out
+    return [dataclasses.replace(chunk, index=i) for i, chunk in enumerate(out)]
+
+
+def _cut_to_fit(
+    text: str, chunk: Chunk, fits: Callable[[Chunk], bool], headings: list[Heading]
+) -> list[Chunk]:
     starts = [h.start for h in headings]
     paths = [(), *_heading_paths(headings)]
 
-    def piece(start: int, end: int, index: int = 0) -> Chunk:
+    def piece(start: int, end: int) -> Chunk:
         return Chunk(
-            index=index,
+            index=chunk.index,
             text=text[start:end],
             token_estimate=estimate_tokens(text[start:end]),
             heading_path=paths[bisect.bisect_left(starts, end)],
@@ -179,19 +194,20 @@ def fit_chunks(text: str, chunks: Sequence[Chunk], fits: Callable[[Chunk], bool]
             end=end,
         )
 
-    spans: list[Span] = []
-    pending = [(c.start, c.end) for c in reversed(chunks)]
+    out: list[Chunk] = []
+    pending = [(chunk.start, chunk.end, True)]  # (start, end, already refused by fits)
     while pending:
-        start, end = pending.pop()
-        if end - start <= MIN_PIECE or fits(piece(start, end)):
-            spans.append((start, end))
+        start, end, refused = pending.pop()
+        candidate = piece(start, end)
+        if end - start <= MIN_PIECE or (not refused and fits(candidate)):
+            out.append(candidate)
             continue
         parts = chunk_text(text[start:end], size=(end - start) // 2, overlap=0)
         if len(parts) < 2:
-            spans.append((start, end))
+            out.append(candidate)
             continue
-        pending.extend((start + p.start, start + p.end) for p in reversed(parts))
-    return [piece(s, e, i) for i, (s, e) in enumerate(spans)]
+        pending.extend((start + p.start, start + p.end, False) for p in reversed(parts))
+    return out
 
 
 def _heading_paths(headings: list[Heading]) -> list[tuple[str, ...]]:
