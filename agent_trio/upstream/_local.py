@@ -145,7 +145,7 @@ class LocalEmbedder:
         if self._counter is None or self._window is None or len(text) <= self._window:
             return True  # a token covers at least one character
         with self._counter_lock:
-            tokens = len(self._counter(text, add_special_tokens=False)["input_ids"])
+            tokens = len(self._counter(text, add_special_tokens=False, verbose=False)["input_ids"])
         return tokens <= self._window
 
     def statistics(self) -> dict[str, Any]:
@@ -232,9 +232,9 @@ class LocalEmbedder:
         """
         if self._window is None or len(text) <= self._window:
             return [(text, 1)]
-        spans = self._model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
-            "offset_mapping"
-        ]
+        spans = self._model.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )["offset_mapping"]
         if len(spans) <= self._window:
             return [(text, 1)]
         step = self._window
