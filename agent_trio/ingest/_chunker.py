@@ -137,19 +137,28 @@ def chunk_text(text: str, *, size: int, overlap: int) -> list[Chunk]:
             units = [u for s in sentences for u in _units(text, s, size)]
             packer.add_paragraph(units, heading=block in heading_spans)
         packer.end_section()
-    starts = [h.start for h in headings]
-    paths = [(), *_heading_paths(headings)]
-    return [
-        Chunk(
-            index=i,
-            text=text[s:e],
-            token_estimate=estimate_tokens(text[s:e]),
-            heading_path=paths[bisect.bisect_left(starts, e)],
-            start=s,
-            end=e,
+    slicer = _Slicer(text, headings)
+    return [slicer.chunk(i, start, end) for i, (start, end) in enumerate(packer.chunks)]
+
+
+class _Slicer:
+    """Makes the :class:`Chunk` of a span of ``text``, under its heading path."""
+
+    def __init__(self, text: str, headings: list[Heading]) -> None:
+        self._text = text
+        self._starts = [h.start for h in headings]
+        self._paths = [(), *_heading_paths(headings)]
+
+    def chunk(self, index: int, start: int, end: int) -> Chunk:
+        text = self._text[start:end]
+        return Chunk(
+            index=index,
+            text=text,
+            token_estimate=estimate_tokens(text),
+            heading_path=self._paths[bisect.bisect_left(self._starts, end)],
+            start=start,
+            end=end,
         )
-        for i, (s, e) in enumerate(packer.chunks)
-    ]
 
 
 #: a piece this short is not cut again, whatever ``fits`` says (its heading path
@@ -164,41 +173,28 @@ def fit_chunks(text: str, chunks: Sequence[Chunk], fits: Callable[[Chunk], bool]
     overlap, and each piece is asked again, until it fits or is at most
     :data:`MIN_PIECE` characters long. Chunks that fit are kept as they are.
     """
-    headings: list[Heading] | None = None
+    slicer: _Slicer | None = None
     out: list[Chunk] = []
     for chunk in chunks:
         if fits(chunk):
             out.append(chunk)
             continue
-        if headings is None:
-            headings = markdown_headings(text)
-        out.extend(_cut_to_fit(text, chunk, fits, headings))
+        if slicer is None:
+            slicer = _Slicer(text, markdown_headings(text))
+        out.extend(_cut_to_fit(text, chunk, fits, slicer))
     if len(out) == len(chunks):
         return out
     return [dataclasses.replace(chunk, index=i) for i, chunk in enumerate(out)]
 
 
 def _cut_to_fit(
-    text: str, chunk: Chunk, fits: Callable[[Chunk], bool], headings: list[Heading]
+    text: str, chunk: Chunk, fits: Callable[[Chunk], bool], slicer: _Slicer
 ) -> list[Chunk]:
-    starts = [h.start for h in headings]
-    paths = [(), *_heading_paths(headings)]
-
-    def piece(start: int, end: int) -> Chunk:
-        return Chunk(
-            index=chunk.index,
-            text=text[start:end],
-            token_estimate=estimate_tokens(text[start:end]),
-            heading_path=paths[bisect.bisect_left(starts, end)],
-            start=start,
-            end=end,
-        )
-
     out: list[Chunk] = []
     pending = [(chunk.start, chunk.end, True)]  # (start, end, already refused by fits)
     while pending:
         start, end, refused = pending.pop()
-        candidate = piece(start, end)
+        candidate = slicer.chunk(chunk.index, start, end)
         if end - start <= MIN_PIECE or (not refused and fits(candidate)):
             out.append(candidate)
             continue
