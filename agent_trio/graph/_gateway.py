@@ -4,22 +4,33 @@ The driver is asyncio code. It lives on the trio-asyncio loop that the service
 opened, and every call reaches it through that loop object
 (``loop.run_aio_coroutine``): request tasks do not inherit the loop's context, so
 the ambient ``trio_asyncio`` helpers would not find it. Each call runs under the
-graph ``CapacityLimiter`` and inside the caller's cancel scope; a Trio
-cancellation becomes an asyncio cancellation of the driver call, and the limiter
-slot comes back when the ``async with`` exits, whatever happened.
+graph ``CapacityLimiter`` and inside the caller's cancel scope.
+
+A call returns only when it is done on the engine. The engine finishes a
+statement it has begun even when the client goes away (docs ENGINE.md), so a
+cancelled call does not cut the driver off mid-statement: it keeps its limiter
+slot, lets the statement in flight finish, rolls its transaction back at the next
+statement boundary (or lets a commit already sent land), closes the session, and
+only then raises ``Cancelled``. That wait is shielded and bounded
+(``cancel_grace``); an engine that does not answer within it has its connection
+dropped (the driver's own asyncio cancellation), which is bounded as well. So the
+limiter counts the engine's work, not just ours, and a writer that holds the
+store's write limiter is alone on the engine until it returns, cancelled or not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import neo4j
 import trio
+import trio_asyncio
 
 from agent_trio._errors import GraphUnavailable, ResourceClosed
 from agent_trio.graph._errors import map_driver_error
@@ -33,6 +44,35 @@ T = TypeVar("T")
 
 #: how long closing the driver may take before we give up on it
 _CLOSE_DEADLINE = 5.0
+#: how long a cancelled call waits for the engine to finish its statement
+CANCEL_GRACE = 5.0
+#: how long dropping the connection of a call the engine did not finish may take
+_DROP_DEADLINE = 2.0
+
+#: ``on_statement(index, count)``: see :attr:`GraphGateway.on_statement`
+StatementHook = Callable[[int, int], None]
+
+
+class _CallState:
+    """Shared by a call's Trio side and its driver coroutine: was it cancelled?
+
+    The Trio side cancels ``waiter`` (the shield it waits on) at once when it is
+    cancelled, so the driver's side sees that at its next statement boundary,
+    before the Trio task runs again.
+    """
+
+    __slots__ = ("waiter",)
+
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[Any] | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.waiter is not None and self.waiter.cancelled()
+
+
+class _CallAbandoned(Exception):
+    """Raised on the driver's side to roll back the transaction of a cancelled call."""
 
 
 class Statement(NamedTuple):
@@ -53,7 +93,15 @@ class GraphTarget:
 
 
 class GraphGateway:
-    """Runs Cypher on the graph database. Build with :func:`open_graph`."""
+    """Runs Cypher on the graph database. Build with :func:`open_graph`.
+
+    ``on_statement``, if set, is called on the driver's side just before each
+    statement is sent, with its index and the number of statements (``0, 1`` for
+    :meth:`query`), and before a transaction's commit with ``index == count``: the
+    statement boundaries, for instrumentation (the tests cut calls there). A call
+    cancelled before a boundary of its transaction stops there and rolls back; a
+    statement already sent runs to its end.
+    """
 
     def __init__(
         self,
@@ -63,22 +111,27 @@ class GraphGateway:
         database: str,
         limiter: trio.CapacityLimiter,
         query_timeout: float,
+        cancel_grace: float = CANCEL_GRACE,
     ) -> None:
         self._driver = driver
         self._loop = loop
         self.database = database
         self.limiter = limiter
         self._query_timeout = query_timeout
+        self._cancel_grace = cancel_grace
         self._closed = False
+        self.on_statement: StatementHook | None = None
 
     # -- public API ----------------------------------------------------------
     async def query(self, query: str, params: Mapping[str, Any] | None = None) -> list[Record]:
         """Run one statement in an auto-commit transaction; return its records."""
-        return await self._call(self._aio_query(Statement(query, params or {})))
+        statement = Statement(query, params or {})
+        return await self._call(lambda call: self._aio_query(statement, call))
 
     async def transaction(self, statements: Sequence[Statement]) -> list[list[Record]]:
         """Run statements in one explicit transaction: all of them commit, or none."""
-        return await self._call(self._aio_transaction(list(statements)))
+        todo = list(statements)
+        return await self._call(lambda call: self._aio_transaction(todo, call))
 
     async def ping(self) -> None:
         """One trivial round trip; raises :class:`GraphUnavailable` if it fails."""
@@ -99,40 +152,78 @@ class GraphGateway:
         return self._closed
 
     # -- plumbing ------------------------------------------------------------
-    async def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+    async def _call(self, work: Callable[[_CallState], Coroutine[Any, Any, T]]) -> T:
         if self._closed:
-            coro.close()
             raise ResourceClosed("the graph gateway is closed")
         try:
             async with self.limiter:
-                result: T = await self._loop.run_aio_coroutine(coro)
+                call = _CallState()
+                task = asyncio.ensure_future(work(call), loop=self._loop)
+                # the shield: a Trio cancellation cancels the waiter, not the task
+                call.waiter = asyncio.shield(task)
+                try:
+                    result: T = await trio_asyncio.run_aio_future(call.waiter)
+                except trio.Cancelled:
+                    await self._finish_cancelled(task)
+                    raise
                 return result
-        except trio.Cancelled:
-            raise
         except Exception as exc:
             mapped = map_driver_error(exc)
             if mapped is None:
                 raise
             raise mapped from exc
-        finally:
-            coro.close()  # no-op if it ran; avoids "never awaited" if it did not
+
+    async def _finish_cancelled(self, task: asyncio.Future[Any]) -> None:
+        """Wait, shielded and bounded, until a cancelled call is done on the engine."""
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(self._cancel_grace):
+                await self._until_done(task)
+                return
+            log.warning(
+                "the graph engine did not finish a cancelled call within %.1f s; "
+                "dropping its connection",
+                self._cancel_grace,
+            )
+            task.cancel()
+            with trio.move_on_after(_DROP_DEADLINE):
+                await self._until_done(task)
+                return
+            log.error("dropping the connection of a cancelled graph call did not finish; left it")
+
+    async def _until_done(self, task: asyncio.Future[Any]) -> None:
+        """Wait for ``task`` without taking its outcome (a cancelled caller has no use for it)."""
+        await self._loop.run_aio_coroutine(asyncio.wait([task]))
+        if not task.cancelled():
+            task.exception()  # retrieved: asyncio does not log it as lost
 
     def _neo_query(self, statement: Statement) -> neo4j.Query:
         return neo4j.Query(statement.query, timeout=self._query_timeout)
 
-    async def _aio_query(self, statement: Statement) -> list[Record]:
+    async def _aio_query(self, statement: Statement, call: _CallState) -> list[Record]:
+        if call.cancelled:
+            raise _CallAbandoned
         async with self._driver.session(database=self.database) as session:
+            if call.cancelled:
+                raise _CallAbandoned
+            if self.on_statement is not None:
+                self.on_statement(0, 1)
             result = await session.run(self._neo_query(statement), dict(statement.params))
             return [record.data() async for record in result]
 
-    async def _aio_transaction(self, statements: list[Statement]) -> list[list[Record]]:
+    async def _aio_transaction(
+        self, statements: list[Statement], call: _CallState
+    ) -> list[list[Record]]:
         out: list[list[Record]] = []
+        if call.cancelled:
+            raise _CallAbandoned
         async with self._driver.session(database=self.database) as session:
             tx = await session.begin_transaction(timeout=self._query_timeout)
             try:
-                for st in statements:
+                for index, st in enumerate(statements):
+                    self._boundary(index, len(statements), call)
                     result = await tx.run(st.query, dict(st.params))
                     out.append([record.data() async for record in result])
+                self._boundary(len(statements), len(statements), call)
                 await tx.commit()
             except BaseException:
                 if not tx.closed():
@@ -141,6 +232,12 @@ class GraphGateway:
             finally:
                 await tx.close()
         return out
+
+    def _boundary(self, index: int, count: int, call: _CallState) -> None:
+        if self.on_statement is not None:
+            self.on_statement(index, count)
+        if call.cancelled:
+            raise _CallAbandoned
 
     async def _aclose(self) -> None:
         if self._closed:
@@ -167,10 +264,13 @@ async def open_graph(
     loop: Any,
     limiter: trio.CapacityLimiter,
     query_timeout: float,
+    cancel_grace: float = CANCEL_GRACE,
 ) -> AsyncIterator[GraphGateway]:
     """Open the driver on ``loop``, verify it with one round trip, and close it on exit.
 
-    ``loop`` is the trio-asyncio loop object that owns the driver.
+    ``loop`` is the trio-asyncio loop object that owns the driver. ``cancel_grace``:
+    how long a cancelled call waits for the engine to finish before its connection
+    is dropped (see the module docstring).
     """
 
     async def make() -> neo4j.AsyncDriver:
@@ -187,7 +287,12 @@ async def open_graph(
     except Exception as exc:
         raise GraphUnavailable(f"cannot create the graph driver for {target.uri}: {exc}") from exc
     gateway = GraphGateway(
-        driver, loop, database=target.database, limiter=limiter, query_timeout=query_timeout
+        driver,
+        loop,
+        database=target.database,
+        limiter=limiter,
+        query_timeout=query_timeout,
+        cancel_grace=cancel_grace,
     )
     try:
         await gateway.ping()

@@ -1,0 +1,36 @@
+"""Checks run after a cancellation: every limiter free, no task left behind."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import trio
+import trio.testing
+
+__all__ = ["assert_limiters_free", "living_tasks", "pending_driver_tasks"]
+
+
+async def living_tasks() -> list[str]:
+    """The names of the Trio tasks alive once all are blocked, but the asyncio loop's
+    (it watches the driver's sockets: one comes and goes with each pooled connection)."""
+    await trio.testing.wait_all_tasks_blocked()
+    names: list[str] = []
+    todo = [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        if not task.name.startswith("trio_asyncio."):
+            names.append(task.name)
+        todo += [child for nursery in task.child_nurseries for child in nursery.child_tasks]
+    return sorted(names)
+
+
+def pending_driver_tasks(loop: Any) -> list[asyncio.Task[Any]]:
+    """The asyncio tasks not yet done on ``loop`` (the graph driver's calls)."""
+    return [task for task in asyncio.all_tasks(loop) if not task.done()]
+
+
+def assert_limiters_free(*limiters: trio.CapacityLimiter) -> None:
+    for limiter in (*limiters, trio.to_thread.current_default_thread_limiter()):
+        stats = limiter.statistics()
+        assert (stats.borrowed_tokens, stats.tasks_waiting) == (0, 0), stats
