@@ -119,6 +119,7 @@ class SpyStore(KnowledgeStore):
 class KnowledgeBase:
     store: SpyStore
     gateway: GraphGateway
+    loop: Any  #: the trio-asyncio loop the driver runs on
 
     async def count(self, label: str) -> int:
         rows = await self.gateway.query(f"MATCH (n:{label}) RETURN count(n) AS n")
@@ -153,4 +154,4 @@ async def kb(engine_info: EngineInfo, ingest_database: str) -> AsyncIterator[Kno
         store = SpyStore(gateway, dialect, dimensions=DIMENSIONS)
         await store.ensure_schema()
         await gateway.query("MATCH (n) DETACH DELETE n")
-        yield KnowledgeBase(store, gateway)
+        yield KnowledgeBase(store, gateway, loop)

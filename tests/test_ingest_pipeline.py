@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import trio
-import trio.testing
 
 from agent_trio import IngestError, UpstreamRejected
 from agent_trio.ingest import (
@@ -40,6 +39,7 @@ from tests._kb import (
 )
 from tests.fakes import hashed_vector
 from tests.retrieval_questions import CORPUS_DIR
+from tests.support.checks import assert_limiters_free, living_tasks, pending_driver_tasks
 
 pytestmark = pytest.mark.engine
 __all__ = ["ingest_database", "kb"]  # fixtures used by name
@@ -452,41 +452,54 @@ async def test_stages_overlap_and_the_reader_stays_a_bounded_distance_ahead(
 # -- cancellation -------------------------------------------------------------------
 
 
-async def living_tasks() -> list[str]:
-    """The tasks alive once all are blocked, but the asyncio loop's (it watches the
-    driver's sockets: one comes and goes with each pooled connection)."""
-    await trio.testing.wait_all_tasks_blocked()
-    names: list[str] = []
-    todo = [trio.lowlevel.current_root_task()]
-    while todo:
-        task = todo.pop()
-        if not task.name.startswith("trio_asyncio."):
-            names.append(task.name)
-        todo += [child for nursery in task.child_nurseries for child in nursery.child_tasks]
-    return sorted(names)
-
-
 async def assert_released(kb: KnowledgeBase, embedder: Embedder, tasks: list[str]) -> None:
-    for limiter in (
-        embedder.limiter,
-        kb.gateway.limiter,
-        kb.store.write_limiter,
-        trio.to_thread.current_default_thread_limiter(),
-    ):
-        assert limiter.statistics().borrowed_tokens == 0
+    assert_limiters_free(embedder.limiter, kb.gateway.limiter, kb.store.write_limiter)
     assert await living_tasks() == tasks
+    assert pending_driver_tasks(kb.loop) == []
 
 
 CutPoint = Callable[[trio.CancelScope, FakeEmbeddings, KnowledgeBase], None]
 
 
-def during_write(number: int, delay: float) -> CutPoint:
-    """Cancel ``delay`` seconds after the ``number``-th write transaction is begun."""
+def canceller(scope: trio.CancelScope, *, in_flight: bool) -> Callable[[], None]:
+    """Cancel at a statement boundary, or once the statement is on its way."""
+    if not in_flight:
+        return scope.cancel
+    token = trio.lowlevel.current_trio_token()
+    return lambda: token.run_sync_soon(scope.cancel)
+
+
+def at_statement(number: int, *, in_flight: bool = False) -> CutPoint:
+    """Cancel at the ``number``-th graph statement of the run (reads and writes)."""
 
     def arm(scope: trio.CancelScope, fake: FakeEmbeddings, kb: KnowledgeBase) -> None:
-        async def before(count: int) -> None:
-            if count == number:
-                scope.deadline = trio.current_time() + delay
+        cancel = canceller(scope, in_flight=in_flight)
+        seen = 0
+
+        def hook(index: int, count: int) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == number:
+                cancel()
+
+        kb.gateway.on_statement = hook
+
+    return arm
+
+
+def during_write(number: int, boundary: int, *, in_flight: bool = False) -> CutPoint:
+    """Cancel the ``number``-th document write at its ``boundary``-th statement
+    (from 0; ``-1``: at its commit)."""
+
+    def arm(scope: trio.CancelScope, fake: FakeEmbeddings, kb: KnowledgeBase) -> None:
+        cancel = canceller(scope, in_flight=in_flight)
+
+        def hook(index: int, count: int) -> None:
+            if index == (count if boundary < 0 else boundary):
+                cancel()
+
+        async def before(replacement: int) -> None:
+            kb.gateway.on_statement = hook if replacement == number else None
 
         kb.store.before_replace = before
 
@@ -502,61 +515,60 @@ def during_embedding(number: int) -> CutPoint:
     return arm
 
 
-def after_seconds(seconds: float) -> CutPoint:
-    def arm(scope: trio.CancelScope, fake: FakeEmbeddings, kb: KnowledgeBase) -> None:
-        scope.deadline = trio.current_time() + seconds
-
-    return arm
-
-
-#: cut points that always fall inside a run
+#: cut points that fall inside a run, by count (statements of the whole run are
+#: added once a run has been counted)
 CUT_POINTS = {
-    "first write, at once": during_write(1, 0.0),
-    "second write, 2 ms in": during_write(2, 0.002),
-    "fifth write, 10 ms in": during_write(5, 0.010),
-    "tenth write, 30 ms in": during_write(10, 0.030),
+    "first write, at its first statement": during_write(1, 0),
+    "second write, its first statement in flight": during_write(2, 0, in_flight=True),
+    "fifth write, at its third statement": during_write(5, 2),
+    "fifth write, at its commit": during_write(5, -1),
+    "tenth write, its commit in flight": during_write(10, -1, in_flight=True),
     "first embedding request": during_embedding(1),
     "third embedding request": during_embedding(3),
 }
-#: deadlines, as fractions of the time a whole run took
-DEADLINES = (0.1, 0.3, 0.6)
-#: the engine may finish a statement of a cancelled call on its side (ENGINE.md): a
-#: commit already sent lands a moment later, whole
-SETTLE = 0.3
+#: more cuts at these fractions of the run's graph statements
+STATEMENT_FRACTIONS = (0.1, 0.3, 0.6, 0.9)
 
 
-# The neo4j driver leaks the socket of a connection it is opening when it is cancelled
-# (``_connect_secure`` closes it on ``Exception`` only): the collector closes it later,
-# with a ResourceWarning. Only that warning is let through, and it is collected here.
-@pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning",
-    "ignore:unclosed <socket.socket:ResourceWarning",
-)
 async def test_cancelling_a_run_leaves_each_document_absent_or_whole(
     kb: KnowledgeBase, tmp_path: Path
 ) -> None:
     expected = await expected_corpus(CORPUS_DIR)
-    fake = FakeEmbeddings(delay=0.002)
+    fake = FakeEmbeddings()
     async with ingestor_on(kb, tmp_path, fake, embedding_batch_size=4) as (ingestor, embedder):
         tasks = await living_tasks()
-        started = trio.current_time()
+        statements = 0
+
+        def count(index: int, total: int) -> None:
+            nonlocal statements
+            statements += 1
+
+        kb.gateway.on_statement = count
         await ingestor.ingest_paths([CORPUS_DIR])
-        whole = trio.current_time() - started
-        cuts = {**CUT_POINTS, **{f"after {f:.0%}": after_seconds(whole * f) for f in DEADLINES}}
+        assert statements > 20
+        cuts = dict(CUT_POINTS)
+        for f in STATEMENT_FRACTIONS:
+            number = int(statements * f)
+            cuts[f"statement {number} of {statements}"] = at_statement(number)
+            cuts[f"statement {number} of {statements}, in flight"] = at_statement(
+                number, in_flight=True
+            )
         for name, arm in cuts.items():
+            kb.gateway.on_statement = None
             await kb.gateway.query("MATCH (n) DETACH DELETE n")
             kb.store.before_replace, fake.on_request, fake.requests = None, None, 0
             kb.store.replacements = 0
             with trio.CancelScope() as scope:
                 arm(scope, fake, kb)
                 await ingestor.ingest_paths([CORPUS_DIR])
-            assert scope.cancelled_caught or name not in CUT_POINTS, name
+            assert scope.cancelled_caught, name
             await assert_released(kb, embedder, tasks)
-            await trio.sleep(SETTLE)  # a transaction cut while committing may still land
-            await assert_whole(kb, expected)
+            # at once: a cancelled write is done on the engine when the run returns
+            stored = await assert_whole(kb, expected)
+            assert await assert_whole(kb, expected) == stored, name
         # after all that, a full run completes the corpus
-        kb.store.before_replace, fake.on_request = None, None
+        kb.store.before_replace, fake.on_request, kb.gateway.on_statement = None, None, None
         summary = await ingestor.ingest_paths([CORPUS_DIR])
-    gc.collect()  # sockets the driver dropped when cancelled, while the filter applies
+    gc.collect()  # a socket the driver dropped unclosed would warn here, and fail the test
     assert summary.failed == []
     assert await assert_whole(kb, expected) == set(expected)
