@@ -8,6 +8,7 @@ test's. Each test starts from an empty graph: data is wiped, the schema is kept.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -48,15 +49,21 @@ def dialect(engine_info: EngineInfo, kb_database: str, http: httpx.AsyncClient) 
 
 
 @pytest.fixture
+async def loop() -> AsyncIterator[Any]:
+    """The trio-asyncio loop the driver runs on."""
+    async with trio_asyncio.open_loop() as loop:
+        yield loop
+
+
+@pytest.fixture
 async def gateway(
-    engine_info: EngineInfo, kb_database: str, dialect: ArcadeDialect
+    engine_info: EngineInfo, kb_database: str, dialect: ArcadeDialect, loop: Any
 ) -> AsyncIterator[GraphGateway]:
     """An open gateway on an empty graph with the schema in place."""
     target = GraphTarget(engine_info.bolt_uri, engine_info.user, engine_info.password, kb_database)
-    async with (
-        trio_asyncio.open_loop() as loop,
-        open_graph(target, loop=loop, limiter=trio.CapacityLimiter(4), query_timeout=30) as gateway,
-    ):
+    async with open_graph(
+        target, loop=loop, limiter=trio.CapacityLimiter(4), query_timeout=30
+    ) as gateway:
         await dialect.ensure_schema(gateway, DIMENSIONS)
         await gateway.query("MATCH (n) DETACH DELETE n")
         yield gateway

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from agent_trio import GraphConstraintError, GraphQueryError
 from agent_trio.graph import (
@@ -19,6 +19,7 @@ from agent_trio.graph import (
     MentionRecord,
     Statement,
 )
+from tests.support.checks import assert_limiters_free, pending_driver_tasks
 
 from .kb_support import Snapshot, axis, build_version, snapshot, union
 
@@ -173,33 +174,88 @@ async def test_delete_all_removes_every_node_but_keeps_the_schema(
     assert await snapshot(gateway) == v.expected()
 
 
-async def test_cancelled_replacement_leaves_one_whole_version(
-    store: KnowledgeStore, gateway: GraphGateway
+async def test_a_replacement_cut_at_every_boundary_is_old_or_new_at_once(
+    store: KnowledgeStore, gateway: GraphGateway, loop: Any
 ) -> None:
-    """Cancel at several points of the transaction: old or new, never a mixture."""
+    """Cut before each statement and the commit, at the boundary or once the statement
+    is sent: right after the cancelled call, the graph holds the old version or the
+    new one, never a mixture; and the next writer, queued on the write limiter, starts
+    only when nothing of the cut one runs on the engine any more."""
     v1 = build_version("doc-a", "v1", 3)
-    v2 = build_version("doc-a", "v2", 400, people=6)
+    v2 = build_version("doc-a", "v2", 210, people=6)
+    other = build_version("doc-b", "v1", 5)  # names Acme Corp too
     await store.replace_document(*v1.args())
-    whole = 0.0
-    for _ in range(2):  # how long an uncancelled replacement takes, about
-        started = time.perf_counter()
-        await store.replace_document(*v2.args())
-        whole = max(whole, time.perf_counter() - started)
-        await store.replace_document(*v1.args())
+    boundaries = 0
 
-    outcomes = []
-    for fraction in (0.0, 0.05, 0.15, 0.3, 0.5, 0.7, 0.9, 1.2, 1.6, 50.0):
-        with trio.move_on_after(whole * fraction):
-            await store.replace_document(*v2.args())
-        await trio.sleep(0.3)  # a statement cancelled here may still finish there
-        state = await snapshot(gateway)
-        assert state in (v1.expected(), v2.expected()), f"a mixture after {fraction}"
-        outcomes.append("new" if state == v2.expected() else "old")
-        assert gateway.limiter.statistics().borrowed_tokens == 0
-        assert store.write_limiter.statistics().borrowed_tokens == 0
-        await store.replace_document(*v1.args())
-    assert outcomes[0] == "old"
-    assert outcomes[-1] == "new"
+    def count(index: int, total: int) -> None:
+        nonlocal boundaries
+        boundaries += 1
+
+    gateway.on_statement = count
+    await store.replace_document(*v2.args())
+    gateway.on_statement = None
+    assert boundaries > 4  # several batches, then the commit
+    await store.replace_document(*v1.args())
+    token = trio.lowlevel.current_trio_token()
+
+    for in_flight in (False, True):
+        for cut in range(1, boundaries + 1):
+            second_started: list[int] = []
+            with trio.CancelScope() as scope:
+                gateway.on_statement = cutting_hook(
+                    cut,
+                    scope.cancel
+                    if not in_flight
+                    else lambda s=scope: token.run_sync_soon(s.cancel),
+                    after=lambda into=second_started: into.append(len(pending_driver_tasks(loop))),
+                )
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(second_writer, store, other)
+                    await store.replace_document(*v2.args())
+            gateway.on_statement = None
+            label = f"cut {cut} of {boundaries}, {'in flight' if in_flight else 'at once'}"
+            assert scope.cancelled_caught, label
+            state = await snapshot(gateway)
+            assert state in (
+                union(v1.expected(), other.expected()),
+                union(v2.expected(), other.expected()),
+            ), label
+            if not in_flight:
+                assert state == union(v1.expected(), other.expected()), label
+            elif cut == boundaries:  # the commit was on its way: it landed before we returned
+                assert state == union(v2.expected(), other.expected()), label
+            assert second_started == [1], label
+            assert_limiters_free(gateway.limiter, store.write_limiter)
+            assert pending_driver_tasks(loop) == []
+            await gateway.query("MATCH (n) DETACH DELETE n")
+            await store.replace_document(*v1.args())
+
+
+def cutting_hook(
+    cut: int, cancel: Callable[[], None], *, after: Callable[[], None]
+) -> Callable[[int, int], None]:
+    """Calls ``cancel`` at the ``cut``-th boundary, and ``after`` at the first statement
+    of the transaction that follows."""
+    seen = 0
+    cut_at_index = -1
+
+    def hook(index: int, total: int) -> None:
+        nonlocal seen, cut_at_index
+        seen += 1
+        if seen == cut:
+            cancel()
+            cut_at_index = index
+        elif cut_at_index >= 0 and index == 0:
+            after()
+
+    return hook
+
+
+async def second_writer(store: KnowledgeStore, version: Any) -> None:
+    """Writes ``version`` once the first writer holds the write limiter; not cancelled."""
+    with trio.CancelScope(shield=True), trio.fail_after(60):
+        await trio.testing.wait_all_tasks_blocked()
+        await store.replace_document(*version.args())
 
 
 async def test_concurrent_replacements_sharing_entities_all_succeed(
