@@ -1,6 +1,6 @@
 """Embedder benchmark: our HTTP embedder against a fake server with real limits and faults.
 
-A fake OpenAI-compatible embedding server (``_fake_embedding_server.py``) runs in its
+A fake OpenAI-compatible embedding server (``tests/support/fake_embeddings.py``) runs in its
 own process on 127.0.0.1 and enforces a rolling-window rate limit and a concurrency
 limit (429 beyond either), and can answer 500s and cut connections. Every vector it
 sends is a function of its text, so each one we get back is checked.
@@ -40,14 +40,14 @@ import httpx
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fake_embedding_server import vector_for
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _report import write_section
 
 from agent_trio import AgentTrioError, load_settings
 from agent_trio.upstream import UpstreamTuning, open_embedder, use_own_retry_logs
+from tests.support.fake_embeddings import text_vector
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER = Path(__file__).resolve().parent / "_fake_embedding_server.py"
 DIMS = 16
 
 
@@ -159,7 +159,8 @@ class Server:
         self.limits = limits
         args = [
             sys.executable,
-            str(SERVER),
+            "-m",
+            "tests.support.fake_embeddings",
             f"--concurrency={limits.concurrency}",
             f"--rate={limits.rate}",
             f"--window={window}",
@@ -169,7 +170,7 @@ class Server:
             f"--dims={DIMS}",
             f"--seed={seed}",
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line.startswith("listening on "):
@@ -199,7 +200,7 @@ def make_texts(count: int, seed: int = 7) -> list[str]:
 def check(texts: Sequence[str], vectors: Sequence[Sequence[float]]) -> tuple[int, int, int]:
     ok = wrong = 0
     for text, vector in zip(texts, vectors, strict=False):
-        if list(vector) == vector_for(text, DIMS):
+        if list(vector) == text_vector(text, DIMS):
             ok += 1
         else:
             wrong += 1

@@ -26,8 +26,6 @@ Prints progress to stderr, the table to stdout, and writes the Markdown section.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import os
 import platform
@@ -47,12 +45,14 @@ import httpx
 import trio
 from _report import write_section
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
 from agent_trio.graph import KnowledgeStore
 from agent_trio.ingest import Ingestor, IngestSummary, RuleExtractor
 from agent_trio.service import ServiceHooks, open_service
 from agent_trio.upstream import Embedder, open_embedder
+from tests.support.fake_embeddings import FakeEmbeddings
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "examples" / "corpus"
@@ -81,27 +81,8 @@ def replicate(target: Path, copies: int) -> int:
 # -- the instant fake ----------------------------------------------------------------
 
 
-def hashed_vector(text: str) -> list[float]:
-    vector = [0.0] * DIMENSIONS
-    for word in text.lower().split():
-        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-        vector[int.from_bytes(digest[:4], "big") % DIMENSIONS] += 1.0 if digest[4] & 1 else -1.0
-    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
-    if not any(vector):
-        vector[0] = 1.0
-    return [v / norm for v in vector]
-
-
 def instant_transport() -> httpx.MockTransport:
-    def handle(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        data = [
-            {"object": "embedding", "index": i, "embedding": hashed_vector(t)}
-            for i, t in enumerate(body["input"])
-        ]
-        return httpx.Response(200, json={"object": "list", "data": data, "model": "fake"})
-
-    return httpx.MockTransport(handle)
+    return FakeEmbeddings(dimensions=DIMENSIONS).transport()
 
 
 def open_instant(settings: Settings) -> AbstractAsyncContextManager[Embedder]:

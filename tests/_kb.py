@@ -2,16 +2,15 @@
 
 The tests use a database of their own on the shared engine (created once per
 session) with a 16-dimensional vector index; each test starts from an empty graph.
-Embeddings come from a fake OpenAI-compatible API (``FakeEmbeddings``) behind the
+Embeddings come from the fake OpenAI-compatible API (``tests/support``) behind the
 real HTTP embedder, so limits, batching and errors take their real paths.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from agent_trio.engine import EngineInfo
 from agent_trio.graph import ArcadeDialect, GraphGateway, GraphTarget, KnowledgeStore, open_graph
 from agent_trio.upstream import Embedder, open_embedder
 from tests._engine import own_database
-from tests.fakes import hashed_vector
+from tests.support.fake_embeddings import FakeEmbeddings
 
 DIMENSIONS = 16
 INGEST_DATABASE = "ingest_tests"
@@ -43,55 +42,6 @@ def embedding_settings(tmp_path: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return load_settings(**values)
-
-
-@dataclass
-class FakeEmbeddings:
-    """An OpenAI-compatible ``/embeddings`` API: hashed vectors, optionally slow.
-
-    Counts requests and texts and the most requests it saw at once. ``reject``:
-    texts containing it get a 400 for the whole request; ``status``: answer every
-    request with it; ``on_request``: called with the request number before answering.
-    """
-
-    delay: float = 0.0
-    reject: str | None = None
-    status: int | None = None
-    on_request: Callable[[int], None] | None = None
-    requests: int = 0
-    texts: int = 0
-    in_flight: int = 0
-    max_in_flight: int = 0
-    batches: list[list[str]] = field(default_factory=list)
-
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self._handle)
-
-    async def _handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests += 1
-        if self.on_request is not None:
-            self.on_request(self.requests)
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            await trio.sleep(self.delay)
-            return self._answer(json.loads(request.content))
-        finally:
-            self.in_flight -= 1
-
-    def _answer(self, body: dict[str, Any]) -> httpx.Response:
-        if self.status is not None:
-            return httpx.Response(self.status, json={"error": {"message": "unavailable"}})
-        texts: list[str] = body["input"]
-        if self.reject is not None and any(self.reject in t for t in texts):
-            return httpx.Response(400, json={"error": {"message": "input rejected"}})
-        self.texts += len(texts)
-        self.batches.append(texts)
-        data = [
-            {"object": "embedding", "index": i, "embedding": hashed_vector(t, DIMENSIONS)}
-            for i, t in enumerate(texts)
-        ]
-        return httpx.Response(200, json={"object": "list", "data": data, "model": "fake"})
 
 
 def open_fake_embedder(

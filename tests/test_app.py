@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
@@ -18,8 +19,8 @@ from agent_trio.app import create_app
 from agent_trio.engine import EngineInfo
 from agent_trio.service import ServiceHooks
 from agent_trio.upstream import Embedder, open_embedder
-from tests.fakes import openai_embeddings_transport
-from tests.test_service import fake_api_settings, fake_embedder, pid_alive
+from tests.support.fake_embeddings import FakeEmbeddings
+from tests.support.service import fake_api_settings, fake_embedder, pid_alive
 
 pytestmark = pytest.mark.engine
 
@@ -49,13 +50,28 @@ async def test_health_is_healthy_with_the_graph_up(client: Client) -> None:
     assert body["checks"]["llm"]["provider"] == "none"
     assert body["uptime_seconds"] >= 0
     assert body["version"]
-    for name in ("graph", "embedding", "chat"):
-        stats = body["limiters"][name]
-        assert stats["borrowed"] == 0
-        assert stats["waiting"] == 0
-        assert stats["total"] >= 1
     text = str(body)
     assert "s3cret" not in text
+
+
+async def test_health_reports_each_limiter_as_it_is_used(
+    engine_info: EngineInfo, tmp_path: Path
+) -> None:
+    settings = fake_api_settings(tmp_path, chat_max_concurrency=3)
+    app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder))
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        limiters = app.extensions["agent_trio.service"].limiters
+        idle = (await (await client.get("/health")).get_json())["limiters"]
+        assert idle["chat"] == {"borrowed": 0, "total": 3, "waiting": 0}
+        # hold a slot of the embedding and chat limiters: /health must count them
+        async with limiters["embedding"], limiters["chat"]:
+            busy = (await (await client.get("/health")).get_json())["limiters"]
+        assert busy["chat"]["borrowed"] == 1
+        assert busy["embedding"]["borrowed"] == 1
+        assert busy["embedding"]["total"] == idle["embedding"]["total"]
+        after = (await (await client.get("/health")).get_json())["limiters"]
+        assert after["chat"]["borrowed"] == after["embedding"]["borrowed"] == 0
 
 
 async def test_metrics_expose_limiters_and_requests(client: Client) -> None:
@@ -72,19 +88,16 @@ async def test_metrics_expose_each_upstream_s_attempts_failures_and_breaker(
 ) -> None:
     settings = fake_api_settings(tmp_path)
     assert settings.embedding_dimensions is not None
-    answers = openai_embeddings_transport(settings.embedding_dimensions)
-    calls = 0
 
-    async def first_fails(request: httpx.Request) -> httpx.Response:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+    async def first_fails(number: int, request: httpx.Request) -> httpx.Response | None:
+        if number == 0:
             return httpx.Response(503, json={"error": {"message": "warming up"}})
-        return await answers.handle_async_request(request)
+        return None
 
-    def embedder(settings: Settings) -> AsyncIterator[Embedder]:
-        transport = httpx.MockTransport(first_fails)
-        return open_embedder(settings, transport=transport)  # type: ignore[return-value]
+    fake = FakeEmbeddings(dimensions=settings.embedding_dimensions, script=first_fails)
+
+    def embedder(settings: Settings) -> AbstractAsyncContextManager[Embedder]:
+        return open_embedder(settings, transport=fake.transport())
 
     app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=embedder))
     async with app.test_app() as test_app:

@@ -13,8 +13,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
+import trio.testing
 
 from agent_trio import IngestError, UpstreamRejected
 from agent_trio.ingest import (
@@ -30,16 +32,15 @@ from agent_trio.ingest import (
 from agent_trio.upstream import Embedder, open_embedder
 from tests._kb import (
     DIMENSIONS,
-    FakeEmbeddings,
     KnowledgeBase,
     embedding_settings,
     ingest_database,
     kb,
     open_fake_embedder,
 )
-from tests.fakes import hashed_vector
 from tests.retrieval_questions import CORPUS_DIR
 from tests.support.checks import assert_limiters_free, living_tasks, pending_driver_tasks
+from tests.support.fake_embeddings import FakeEmbeddings, hashed_vector
 
 pytestmark = pytest.mark.engine
 __all__ = ["ingest_database", "kb"]  # fixtures used by name
@@ -148,12 +149,30 @@ async def test_ingesting_the_corpus_stores_every_document_whole(
     assert fake.texts == summary.chunks  # every chunk embedded once
 
 
+def answer_when_quiet(fake: FakeEmbeddings, kb: KnowledgeBase, *, in_flight: int = 1) -> None:
+    """Make ``fake`` hold each request until ``in_flight`` are at the API, or else until
+    the rest of the pipeline can do nothing more: every task blocked, no file read in a
+    thread, no graph call running (so the reader waits on a full queue, or is done).
+    A slow API, without depending on how fast anything else is."""
+
+    async def hold(number: int, request: httpx.Request) -> None:
+        while fake.in_flight < in_flight:
+            await trio.testing.wait_all_tasks_blocked()
+            threads = trio.to_thread.current_default_thread_limiter().borrowed_tokens
+            if threads == 0 and kb.gateway.limiter.borrowed_tokens == 0:
+                return
+            await trio.sleep(0.001)  # a thread or the engine is still at work: poll
+
+    fake.script = hold
+
+
 async def test_documents_waiting_for_the_embedder_share_one_request(
     kb: KnowledgeBase, tmp_path: Path
 ) -> None:
-    # One worker and a slow API: while the first request is answered, the reader
-    # queues the other documents, and the worker takes them up together.
-    fake = FakeEmbeddings(delay=0.3)
+    # One worker and a slow API: while a request is answered, the reader queues the
+    # other documents, and the worker takes them up together.
+    fake = FakeEmbeddings()
+    answer_when_quiet(fake, kb)
     async with ingestor_on(kb, tmp_path, fake) as (ingestor, _):
         ingestor.embed_workers = 1
         summary = await ingestor.ingest_paths([CORPUS_DIR])
@@ -161,7 +180,7 @@ async def test_documents_waiting_for_the_embedder_share_one_request(
     assert summary.failed == []
     assert summary.documents == 12
     assert fake.texts == summary.chunks
-    assert fake.requests < summary.documents / 2
+    assert len(fake.requests) < summary.documents / 2
     assert max(len(batch) for batch in fake.batches) <= ingestor.batch_texts
 
 
@@ -235,13 +254,13 @@ async def test_reingesting_unchanged_documents_embeds_and_writes_nothing(
     async with ingestor_on(kb, tmp_path, fake) as (ingestor, _):
         first = await ingestor.ingest_paths([CORPUS_DIR])
         before, _ = await kb.store.list_documents(100, 0)
-        requests, replacements = fake.requests, kb.store.replacements
+        requests, replacements = len(fake.requests), kb.store.replacements
         second = await ingestor.ingest_paths([CORPUS_DIR])
         after, _ = await kb.store.list_documents(100, 0)
 
     assert second.skipped == first.documents == 12
     assert (second.documents, second.chunks, second.failed) == (0, 0, [])
-    assert fake.requests == requests  # nothing embedded
+    assert len(fake.requests) == requests  # nothing embedded
     assert kb.store.replacements == replacements  # nothing written
     assert {d.id: d.updated_at for d in after} == {d.id: d.updated_at for d in before}
 
@@ -433,8 +452,9 @@ async def test_stages_overlap_and_the_reader_stays_a_bounded_distance_ahead(
     folder.mkdir()
     for i in range(80):
         (folder / f"note-{i:02}.md").write_text(f"Note {i} says hello to reader {i}.\n")
-    fake = FakeEmbeddings(delay=0.05)
     settings = {"embedding_max_concurrency": 2, "embedding_batch_size": 2}
+    fake = FakeEmbeddings()
+    answer_when_quiet(fake, kb, in_flight=2)
     progress = InFlight()
     async with ingestor_on(kb, tmp_path, fake, **settings) as (ingestor, embedder):
         ingestor.read_ahead = 4
@@ -556,7 +576,8 @@ async def test_cancelling_a_run_leaves_each_document_absent_or_whole(
         for name, arm in cuts.items():
             kb.gateway.on_statement = None
             await kb.gateway.query("MATCH (n) DETACH DELETE n")
-            kb.store.before_replace, fake.on_request, fake.requests = None, None, 0
+            kb.store.before_replace, fake.on_request = None, None
+            fake.requests.clear()
             kb.store.replacements = 0
             with trio.CancelScope() as scope:
                 arm(scope, fake, kb)

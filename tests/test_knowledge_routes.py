@@ -12,7 +12,7 @@ from quart.typing import TestClientProtocol as Client
 from agent_trio.app import create_app
 from agent_trio.engine import EngineInfo
 from agent_trio.service import ServiceHooks
-from tests.test_service import fake_api_settings, fake_embedder
+from tests.support.service import fake_api_settings, fake_embedder
 
 pytestmark = pytest.mark.engine
 

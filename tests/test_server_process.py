@@ -20,7 +20,7 @@ import httpx
 import pytest
 import trio
 
-from tests.test_service import pid_alive
+from tests.support.service import pid_alive
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

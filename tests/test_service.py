@@ -2,57 +2,26 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
-from agent_trio import GraphUnavailable, ResourceClosed, Settings, load_settings
+from agent_trio import GraphUnavailable, ResourceClosed, Settings
 from agent_trio.engine import EngineInfo
 from agent_trio.ingest import document_id_for
 from agent_trio.service import ServiceHooks, open_service, serve_service
 from agent_trio.upstream import Embedder, open_embedder
-from tests.fakes import openai_embeddings_transport
+from tests.support.checks import assert_limiters_free, living_tasks
+from tests.support.fake_embeddings import FakeEmbeddings
+from tests.support.service import fake_api_settings, fake_embedder, pid_alive
 
 pytestmark = pytest.mark.engine
-
-
-def fake_api_settings(tmp_path: Path, **overrides: object) -> Settings:
-    """Settings whose embedding API is the in-process fake (see tests/fakes.py)."""
-    values: dict[str, object] = {
-        "agent_data_dir": tmp_path / "data",
-        "embedding_provider": "openai",
-        "embedding_base_url": "http://embeddings.test/v1",
-        "embedding_model": "fake",
-        "embedding_dimensions": 16,
-        "embedding_rate_limit_per_minute": 0,
-    }
-    values.update(overrides)
-    return load_settings(**values)
-
-
-def fake_embedder(settings: Settings) -> AsyncIterator[Embedder]:
-    assert settings.embedding_dimensions is not None
-    return open_embedder(
-        settings, transport=openai_embeddings_transport(settings.embedding_dimensions)
-    )  # type: ignore[return-value]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is gone for our purposes, but we reap our children: check state
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 async def test_open_service_with_a_running_engine(engine_info: EngineInfo, tmp_path: Path) -> None:
@@ -75,26 +44,76 @@ async def test_open_service_with_a_running_engine(engine_info: EngineInfo, tmp_p
     assert trio.lowlevel.current_statistics().tasks_living == tasks_before
 
 
-async def test_a_failing_close_step_does_not_skip_the_others(
+async def test_a_close_step_that_hangs_is_cut_by_its_deadline_and_the_rest_close(
+    engine_info: EngineInfo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The driver's close never returns (a peer that does not answer): the gateway's
+    shielded close gives up at its deadline, and the steps after it still run."""
+    hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
+    hung: list[str] = []
+    with trio.fail_after(60):
+        async with open_service(fake_api_settings(tmp_path), hooks=hooks) as service:
+            graph, http, loop = service.graph, service.http, graph_loop(service)
+            driver = graph._driver
+            close = driver.close
+
+            async def hang_then_close() -> None:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    hung.append("cut")
+                    await close()  # the real close, so no socket is left behind
+                    raise
+
+            driver.close = hang_then_close  # type: ignore[method-assign]
+    assert hung == ["cut"]
+    assert "closing the graph driver took longer" in caplog.text
+    assert graph.closed
+    assert http.is_closed  # closed before the graph
+    assert loop.is_closed()  # closed after it
+
+
+async def test_a_cancelled_service_still_closes_everything(
     engine_info: EngineInfo, tmp_path: Path
 ) -> None:
-    class CloseFailed(Exception):
-        pass
+    """Cancelled while a graph query and an embedding request are in flight: every
+    resource closes, every limiter is free, no task is left."""
+    gate = trio.Event()  # never set: the embedding request waits until cancelled
+    fake = FakeEmbeddings(gate=gate)
 
-    @asynccontextmanager
-    async def embedder_that_fails_to_close(settings: Settings) -> AsyncIterator[Embedder]:
-        async with fake_embedder(settings) as embedder:  # type: ignore[attr-defined]
-            yield embedder
-        raise CloseFailed("embedder close failed")
+    def embedder(settings: Settings) -> AbstractAsyncContextManager[Embedder]:
+        return open_embedder(settings, transport=fake.transport())
 
-    hooks = ServiceHooks(engine=engine_info, embedder=embedder_that_fails_to_close)
-    # the failure surfaces through the nurseries it crossed, as an exception group
-    with pytest.RaisesGroup(CloseFailed, flatten_subgroups=True):
+    hooks = ServiceHooks(engine=engine_info, embedder=embedder)
+    tasks = await living_tasks()
+    with trio.fail_after(60), trio.CancelScope() as scope:
         async with open_service(fake_api_settings(tmp_path), hooks=hooks) as service:
-            graph, http = service.graph, service.http
-    # the steps opened before the failing one (and so closed after it) still closed
+            graph, http, emb, loop = (
+                service.graph,
+                service.http,
+                service.embedder,
+                graph_loop(service),
+            )
+            limiters = list(service.limiters.values())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(graph.query, "UNWIND range(1, 300) AS a RETURN count(*) AS c")
+                nursery.start_soon(emb.embed, ["held at the API"])
+                await trio.testing.wait_all_tasks_blocked()
+                assert fake.in_flight == 1
+                scope.cancel()
+    assert scope.cancelled_caught
     assert graph.closed
     assert http.is_closed
+    assert loop.is_closed()
+    with pytest.raises(ResourceClosed):
+        await emb.embed(["after"])
+    assert_limiters_free(*limiters)
+    assert await living_tasks() == tasks
+
+
+def graph_loop(service: Any) -> Any:
+    """The trio-asyncio loop the service's graph driver runs on."""
+    return service.graph._loop
 
 
 async def test_graph_down_at_startup_fails_fast(tmp_path: Path) -> None:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import trio
-from upstream_support import FakeEmbeddings, embedding_settings, quick_tuning, vector_for
+from upstream_support import (
+    embedding_settings,
+    fake_embeddings,
+    quick_tuning,
+    vector_for,
+)
 
 from agent_trio.upstream import AdaptiveLimits, RateLimiter, open_embedder
 
@@ -128,7 +133,7 @@ async def test_429_at_a_proven_concurrency_is_blamed_on_the_rate(
 
 
 async def test_converges_to_a_hidden_concurrency_limit(autojump_clock: trio.abc.Clock) -> None:
-    fake = FakeEmbeddings(latency=1.0, concurrency_limit=3)
+    fake = fake_embeddings(latency=1.0, concurrency_limit=3)
     settings = embedding_settings(embedding_max_concurrency=12, embedding_batch_size=1)
     texts = [f"t{i}" for i in range(600)]
     async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
@@ -144,7 +149,7 @@ async def test_converges_to_a_hidden_concurrency_limit(autojump_clock: trio.abc.
 
 
 async def test_converges_to_a_hidden_rate_limit(autojump_clock: trio.abc.Clock) -> None:
-    fake = FakeEmbeddings(latency=0.5, rate_limit=30, rate_period=60.0)
+    fake = fake_embeddings(latency=0.5, rate_limit=30, rate_period=60.0)
     settings = embedding_settings(
         embedding_max_concurrency=4, embedding_rate_limit_per_minute=120, embedding_batch_size=1
     )

@@ -15,8 +15,8 @@ import trio
 import trio.testing
 from upstream_support import (
     DIMS,
-    FakeEmbeddings,
     embedding_settings,
+    fake_embeddings,
     live_tasks,
     quick_tuning,
     vector_for,
@@ -52,7 +52,7 @@ async def test_vectors_come_back_in_input_order_across_batches(
     async def script(number: int, request: httpx.Request) -> None:
         await trio.sleep(next(latencies))  # batches finish out of order
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     texts = _texts(47)
     async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
         vectors = await embedder.embed(texts)
@@ -62,7 +62,7 @@ async def test_vectors_come_back_in_input_order_across_batches(
 
 
 async def test_batches_are_also_cut_by_characters(autojump_clock: trio.abc.Clock) -> None:
-    fake = FakeEmbeddings()
+    fake = fake_embeddings()
     texts = ["x" * 40] * 6
     async with open_embedder(
         embedding_settings(), transport=fake.transport(), max_batch_chars=100
@@ -73,7 +73,7 @@ async def test_batches_are_also_cut_by_characters(autojump_clock: trio.abc.Clock
 
 
 async def test_concurrency_cap_is_never_exceeded(autojump_clock: trio.abc.Clock) -> None:
-    fake = FakeEmbeddings(latency=1.0)
+    fake = fake_embeddings(latency=1.0)
     settings = embedding_settings(embedding_max_concurrency=4, embedding_batch_size=1)
     async with open_embedder(settings, transport=fake.transport()) as embedder:
         async with trio.open_nursery() as nursery:
@@ -86,7 +86,7 @@ async def test_concurrency_cap_is_never_exceeded(autojump_clock: trio.abc.Clock)
 
 
 async def test_rate_limit_is_exact_in_virtual_time(autojump_clock: trio.abc.Clock) -> None:
-    fake = FakeEmbeddings(latency=0.5)
+    fake = fake_embeddings(latency=0.5)
     settings = embedding_settings(embedding_rate_limit_per_minute=6, embedding_batch_size=1)
     async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
         await emb.embed(_texts(15))
@@ -99,7 +99,7 @@ async def test_network_error_is_retried_with_backoff(autojump_clock: trio.abc.Cl
         if number < 2:
             raise httpx.ConnectError("connection refused", request=request)
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     async with open_embedder(
         embedding_settings(), transport=fake.transport(), tuning=quick_tuning()
     ) as embedder:
@@ -115,7 +115,7 @@ async def test_http_500_is_retried_then_gives_up_loudly(autojump_clock: trio.abc
     async def script(number: int, request: httpx.Request) -> httpx.Response:
         return httpx.Response(500, json={"error": {"message": "model crashed"}})
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     async with open_embedder(
         embedding_settings(upstream_max_attempts=3),
         transport=fake.transport(),
@@ -140,7 +140,7 @@ async def test_each_retry_is_logged_with_the_upstream_and_its_failure(
             raise httpx.ReadTimeout("slow", request=request)
         return None
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     caplog.set_level(logging.INFO, logger="agent_trio.upstream")
     async with open_embedder(
         embedding_settings(), transport=fake.transport(), tuning=quick_tuning()
@@ -159,7 +159,7 @@ async def test_invalid_json_fails_at_once(autojump_clock: trio.abc.Clock) -> Non
     async def script(number: int, request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, text="<html>gateway</html>")
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
         with pytest.raises(UpstreamProtocolError, match="not JSON"):
             await embedder.embed(_texts(3))
@@ -210,7 +210,7 @@ async def test_wrong_answers_are_errors_never_zero_vectors(
     async def script(number: int, request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=json.dumps(answer).encode())
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
         with pytest.raises(UpstreamProtocolError, match=match):
             await embedder.embed(["a", "b"])
@@ -224,7 +224,7 @@ async def test_answer_in_any_order_is_put_back_in_input_order(
         data = [{"index": i, "embedding": vector_for(t)} for i, t in enumerate(texts)]
         return httpx.Response(200, json={"data": data[::-1]})
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
         assert await embedder.embed(["a", "b", "c"]) == [vector_for(t) for t in "abc"]
 
@@ -235,7 +235,7 @@ async def test_other_4xx_fails_at_once_with_the_upstream_message(
     async def script(number: int, request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, json={"error": {"message": "input too long for model"}})
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
         with pytest.raises(UpstreamRejected, match="input too long for model") as info:
             await embedder.embed(["a"])
@@ -252,7 +252,7 @@ async def test_429_retry_after_seconds_pauses_the_whole_upstream(
             return httpx.Response(429, headers={"Retry-After": "7"}, json={"error": "slow down"})
         return None
 
-    fake = FakeEmbeddings(latency=1.0, script=script)
+    fake = fake_embeddings(latency=1.0, script=script)
     settings = embedding_settings(embedding_batch_size=1, embedding_max_concurrency=1)
     async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
         async with trio.open_nursery() as nursery:
@@ -274,7 +274,7 @@ async def test_429_retry_after_http_date(autojump_clock: trio.abc.Clock) -> None
             return httpx.Response(429, headers={"Retry-After": when})
         return None
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     tuning = quick_tuning(wall_clock=lambda: wall)
     async with open_embedder(
         embedding_settings(), transport=fake.transport(), tuning=tuning
@@ -289,7 +289,7 @@ async def test_retry_after_beyond_the_callers_deadline_fails_now(
     async def script(number: int, request: httpx.Request) -> httpx.Response:
         return httpx.Response(429, headers={"Retry-After": "120"})
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
         with trio.fail_after(30), pytest.raises(UpstreamUnavailable) as info:
             await embedder.embed(["a"])
@@ -307,7 +307,7 @@ async def test_per_attempt_deadline_then_retry(autojump_clock: trio.abc.Clock) -
         if number == 0:
             await trio.sleep_forever()
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     settings = embedding_settings(embedding_request_timeout_seconds=10.0)
     async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
         assert await emb.embed(["a"]) == [vector_for("a")]
@@ -325,7 +325,7 @@ async def test_breaker_opens_fails_fast_then_recovers(autojump_clock: trio.abc.C
             return None
         return httpx.Response(503, json={"error": {"message": "down"}})
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     settings = embedding_settings(
         upstream_max_attempts=3,
         upstream_breaker_threshold=4,
@@ -350,7 +350,7 @@ async def test_breaker_opens_fails_fast_then_recovers(autojump_clock: trio.abc.C
 
 
 async def test_cancel_while_waiting_for_the_rate(autojump_clock: trio.abc.Clock) -> None:
-    fake = FakeEmbeddings(latency=1.0)
+    fake = fake_embeddings(latency=1.0)
     settings = embedding_settings(embedding_rate_limit_per_minute=2, embedding_batch_size=1)
     async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
         before = live_tasks()
@@ -366,7 +366,7 @@ async def test_cancel_while_waiting_for_the_rate(autojump_clock: trio.abc.Clock)
 
 
 async def test_cancel_while_waiting_for_a_slot(autojump_clock: trio.abc.Clock) -> None:
-    fake = FakeEmbeddings(latency=100.0)
+    fake = fake_embeddings(latency=100.0)
     settings = embedding_settings(embedding_max_concurrency=2, embedding_batch_size=1)
     async with open_embedder(settings, transport=fake.transport()) as emb:
         before = live_tasks()
@@ -383,7 +383,7 @@ async def test_cancel_while_waiting_for_a_slot(autojump_clock: trio.abc.Clock) -
 
 
 async def test_cancel_mid_request(autojump_clock: trio.abc.Clock) -> None:
-    fake = FakeEmbeddings(latency=100.0)
+    fake = fake_embeddings(latency=100.0)
     async with open_embedder(embedding_settings(), transport=fake.transport()) as emb:
         before = live_tasks()
         with trio.move_on_after(1) as scope:
@@ -400,7 +400,7 @@ async def test_cancel_during_back_off_holds_no_slot(autojump_clock: trio.abc.Clo
     async def script(number: int, request: httpx.Request) -> httpx.Response:
         return httpx.Response(502)
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     tuning = quick_tuning(backoff_initial=20.0, backoff_max=60.0)
     async with open_embedder(embedding_settings(), transport=fake.transport(), tuning=tuning) as e:
         async with trio.open_nursery() as nursery:
@@ -421,7 +421,7 @@ async def test_a_failed_batch_fails_the_call_and_stops_the_others(
         await trio.sleep(5)
         return None
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     async with open_embedder(embedding_settings(), transport=fake.transport()) as emb:
         before = live_tasks()
         with pytest.raises(UpstreamRejected, match="bad batch"):
@@ -432,7 +432,7 @@ async def test_a_failed_batch_fails_the_call_and_stops_the_others(
 
 
 async def test_empty_and_long_texts(autojump_clock: trio.abc.Clock) -> None:
-    fake = FakeEmbeddings()
+    fake = fake_embeddings()
     async with open_embedder(
         embedding_settings(), transport=fake.transport(), max_text_chars=50
     ) as emb:
@@ -453,7 +453,7 @@ async def test_empty_and_long_texts(autojump_clock: trio.abc.Clock) -> None:
 
 
 async def test_closed_embedder_refuses_use(autojump_clock: trio.abc.Clock) -> None:
-    fake = FakeEmbeddings()
+    fake = fake_embeddings()
     async with open_embedder(embedding_settings(), transport=fake.transport()) as emb:
         pass
     assert isinstance(emb, HttpEmbedder)
@@ -474,7 +474,7 @@ async def test_provider_payloads(autojump_clock: trio.abc.Clock) -> None:
         bodies.append(json.loads(request.content))
         headers.append(request.headers)
 
-    fake = FakeEmbeddings(script=script)
+    fake = fake_embeddings(script=script)
     jina = embedding_settings(
         embedding_provider="jina",
         embedding_base_url="http://jina.test/v1",

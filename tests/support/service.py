@@ -1,0 +1,48 @@
+"""Opening the service in tests: settings for the fake embeddings API, its opener,
+and whether a process is still alive."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+from agent_trio import Settings, load_settings
+from agent_trio.upstream import Embedder, open_embedder
+from tests.support.fake_embeddings import FakeEmbeddings
+
+__all__ = ["fake_api_settings", "fake_embedder", "pid_alive"]
+
+
+def fake_api_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Settings whose embedding API is the in-process fake (16 dimensions)."""
+    values: dict[str, object] = {
+        "agent_data_dir": tmp_path / "data",
+        "embedding_provider": "openai",
+        "embedding_base_url": "http://embeddings.test/v1",
+        "embedding_model": "fake",
+        "embedding_dimensions": 16,
+        "embedding_rate_limit_per_minute": 0,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def fake_embedder(settings: Settings) -> AbstractAsyncContextManager[Embedder]:
+    """An embedder opener (``ServiceHooks.embedder``) on the fake embeddings API."""
+    assert settings.embedding_dimensions is not None
+    fake = FakeEmbeddings(dimensions=settings.embedding_dimensions)
+    return open_embedder(settings, transport=fake.transport())
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purposes, but we reap our children: check state
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
