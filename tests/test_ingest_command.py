@@ -8,16 +8,13 @@ import io
 import json
 import logging
 import os
-import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trio
 from rich.console import Console
 
 from agent_trio import load_settings
@@ -36,7 +33,7 @@ from agent_trio.ingest import (
     run_ingest_command,
 )
 from agent_trio.upstream import open_llm
-from tests.fakes import hashed_vector
+from tests.support.fake_embeddings import FakeEmbeddings, serve
 
 DIMENSIONS = 16
 
@@ -251,51 +248,10 @@ async def test_with_an_llm_the_extractor_asks_it(clean_env: Path) -> None:
 # -- end to end ---------------------------------------------------------------------------
 
 
-class _Embeddings(BaseHTTPRequestHandler):
-    """An OpenAI-compatible ``POST /v1/embeddings`` returning hashed vectors."""
-
-    texts: list[str]
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path != "/v1/embeddings":
-            self.send_error(404)
-            return
-        self.server.texts.extend(body["input"])  # type: ignore[attr-defined]
-        data = [
-            {"object": "embedding", "index": i, "embedding": hashed_vector(t, DIMENSIONS)}
-            for i, t in enumerate(body["input"])
-        ]
-        payload = json.dumps({"object": "list", "data": data, "model": body["model"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def embedding_server() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Embeddings)
-    server.texts = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
 @pytest.mark.slow
 @pytest.mark.engine
-def test_the_command_ingests_names_failures_and_exits_1(
-    tmp_path: Path, embedding_server: ThreadingHTTPServer
-) -> None:
+async def test_the_command_ingests_names_failures_and_exits_1(tmp_path: Path) -> None:
+    fake = FakeEmbeddings(dimensions=DIMENSIONS)
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "a.md").write_text("# A\n\nIda Berg founded Nordlys Labs in 2019.\n")
@@ -305,30 +261,34 @@ def test_the_command_ingests_names_failures_and_exits_1(
     env.update(
         AGENT_DATA_DIR=str(tmp_path / "data"),
         EMBEDDING_PROVIDER="openai",
-        EMBEDDING_BASE_URL=f"http://127.0.0.1:{embedding_server.server_address[1]}/v1",
+        EMBEDDING_BASE_URL="(set below)",
         EMBEDDING_MODEL="fake",
         EMBEDDING_DIMENSIONS=str(DIMENSIONS),
         EMBEDDING_RATE_LIMIT_PER_MINUTE="0",
         LLM_PROVIDER="none",
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "agent_trio", "ingest", str(folder), "--clean"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 1, done.stderr
-    lines = done.stdout.splitlines()
+    with trio.fail_after(180):
+        async with trio.open_nursery() as nursery:
+            env["EMBEDDING_BASE_URL"] = await nursery.start(serve, fake)
+            done = await trio.run_process(
+                [sys.executable, "-m", "agent_trio", "ingest", str(folder), "--clean"],
+                cwd=tmp_path,
+                env=env,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            nursery.cancel_scope.cancel()
+    stdout, stderr = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 1, stderr
+    lines = stdout.splitlines()
     assert lines[0] == "documents: 2"
     assert "skipped: 0" in lines
     assert "failed: 1" in lines
     # named by its source: relative to the working directory, however the path was given
     assert lines[-1].startswith("  docs/b.md: malformed front matter at line 2")
-    assert "[3/3]" in done.stderr  # progress as log lines: stderr is not a terminal
-    assert sorted(embedding_server.texts) == [  # type: ignore[attr-defined]
+    assert "[3/3]" in stderr  # progress as log lines: stderr is not a terminal
+    assert sorted(text for _, batch in fake.requests for text in batch) == [
         "# A\n\nIda Berg founded Nordlys Labs in 2019.",  # the heading is not said twice
         "Jonas Alm joined Nordlys Labs in 2021.",
     ]

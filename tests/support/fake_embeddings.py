@@ -185,7 +185,9 @@ class FakeEmbeddings:
         return 200, {}, {"object": "list", "data": data, "model": model, "usage": usage}
 
     def stats(self) -> dict[str, Any]:
-        log = [(round(t, 4), s) for (t, _), s in zip(self.requests, self.statuses, strict=False)]
+        first = self.requests[0][0] if self.requests else 0.0
+        times = [t - first for t, _ in self.requests]
+        log = [(round(t, 4), s) for t, s in zip(times, self.statuses, strict=False)]
         return {"counts": self.counts, "max_in_flight": self.max_in_flight, "log": log}
 
 
