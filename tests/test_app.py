@@ -12,7 +12,6 @@ import httpx
 import pytest
 import trio
 from quart.typing import TestClientProtocol as Client
-from quart_trio.testing import TrioTestApp
 
 from agent_trio import Settings
 from agent_trio.app import create_app
@@ -20,7 +19,13 @@ from agent_trio.engine import EngineInfo
 from agent_trio.service import ServiceHooks
 from agent_trio.upstream import Embedder, open_embedder
 from tests.support.fake_embeddings import FakeEmbeddings
-from tests.support.service import fake_api_settings, fake_embedder, pid_alive
+from tests.support.service import (
+    LIFESPAN_DEADLINE,
+    fake_api_settings,
+    fake_embedder,
+    pid_alive,
+    running,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -31,7 +36,7 @@ async def client(engine_info: EngineInfo, tmp_path: Path) -> AsyncIterator[Clien
         fake_api_settings(tmp_path, api_key="s3cret", cors_origins="http://ui.test"),
         hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder),
     )
-    async with app.test_app() as test_app:
+    async with running(app) as test_app:
         yield test_app.test_client()
 
 
@@ -59,7 +64,7 @@ async def test_health_reports_each_limiter_as_it_is_used(
 ) -> None:
     settings = fake_api_settings(tmp_path, chat_max_concurrency=3)
     app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder))
-    async with app.test_app() as test_app:
+    async with running(app) as test_app:
         client = test_app.test_client()
         limiters = app.extensions["agent_trio.service"].limiters
         idle = (await (await client.get("/health")).get_json())["limiters"]
@@ -100,7 +105,7 @@ async def test_metrics_expose_each_upstream_s_attempts_failures_and_breaker(
         return open_embedder(settings, transport=fake.transport())
 
     app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=embedder))
-    async with app.test_app() as test_app:
+    async with running(app) as test_app:
         client = test_app.test_client()
         search = await client.post("/search/vector", json={"query": "turbines"})
         assert search.status_code == 200
@@ -159,7 +164,7 @@ async def test_no_cors_headers_when_unset(engine_info: EngineInfo, tmp_path: Pat
         fake_api_settings(tmp_path),
         hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder),
     )
-    async with app.test_app() as test_app:
+    async with running(app) as test_app:
         response = await test_app.test_client().get("/health", headers={"Origin": "http://a"})
         assert response.status_code == 200
         assert "Access-Control-Allow-Origin" not in response.headers
@@ -168,9 +173,9 @@ async def test_no_cors_headers_when_unset(engine_info: EngineInfo, tmp_path: Pat
 @pytest.mark.slow
 async def test_health_turns_503_when_the_engine_dies(tmp_path: Path) -> None:
     app = create_app(fake_api_settings(tmp_path), hooks=ServiceHooks(embedder=fake_embedder))
-    # the default test-app startup deadline (a few seconds) is shorter than a JVM start
-    with trio.fail_after(120):
-        async with TrioTestApp(app, startup_timeout=90, shutdown_timeout=30) as test_app:
+    # a bound against a hang: this app starts its own engine (a JVM)
+    with trio.fail_after(3 * LIFESPAN_DEADLINE):
+        async with running(app) as test_app:
             client = test_app.test_client()
             healthy = await client.get("/health")
             assert healthy.status_code == 200

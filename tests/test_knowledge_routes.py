@@ -12,7 +12,7 @@ from quart.typing import TestClientProtocol as Client
 from agent_trio.app import create_app
 from agent_trio.engine import EngineInfo
 from agent_trio.service import ServiceHooks
-from tests.support.service import fake_api_settings, fake_embedder
+from tests.support.service import fake_api_settings, fake_embedder, running
 
 pytestmark = pytest.mark.engine
 
@@ -34,7 +34,7 @@ async def client(engine_info: EngineInfo, tmp_path: Path) -> AsyncIterator[Clien
         fake_api_settings(tmp_path, chunk_size=200, chunk_overlap=40),
         hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder),
     )
-    async with app.test_app() as test_app:
+    async with running(app) as test_app:
         await app.extensions["agent_trio.service"].knowledge.delete_all()
         yield test_app.test_client()
 
@@ -113,11 +113,46 @@ async def test_searches_find_the_document(client: Client) -> None:
     }
 
 
-async def test_hostile_full_text_input_is_not_an_error(client: Client) -> None:
-    await post(client, "/documents", DOC)
-    for query in ["O'Brien AND (", '"unbalanced', "*", "title:~ ^2 [a TO", "\\"]:
-        status, body = await post(client, "/search/hybrid", {"query": query})
+#: query syntax (Lucene, Cypher) around a word of the document
+HOSTILE = [
+    "telemetry AND (",
+    '"telemetry',
+    "telemetry*",
+    "content:telemetry ^2 [a TO",
+    "telemetry \\",
+    "telemetry' }) DETACH DELETE n //",
+    "telemetry $id {} MATCH (n) DETACH DELETE n",
+]
+#: nothing but syntax: no word to search for
+NO_WORDS = ["*", "\\", "( ) [ ]", "~^:"]
+
+
+async def test_hostile_full_text_input_finds_the_right_chunks_and_harms_nothing(
+    client: Client,
+) -> None:
+    _, created = await post(client, "/documents", DOC)
+    before = await (await client.get(f"/documents/{created['id']}")).get_json()
+    chunks = {c["id"]: c["content"] for c in before["chunks"]}
+    for query in HOSTILE + NO_WORDS:
+        for kind in ("hybrid", "vector"):
+            status, body = await post(client, f"/search/{kind}", {"query": query})
+            assert status == 200, (query, body)
+            results = body["results"]
+            assert results, query  # the document's chunks, ranked
+            for hit in results:
+                assert hit["document_id"] == created["id"], query
+                assert chunks[hit["chunk_id"]] == hit["content"], query
+            if query in HOSTILE:
+                assert "telemetry" in results[0]["content"], (kind, query)
+    for query in ("Corvid Systems AND (", "Corvid Systems' }) DETACH DELETE n //"):
+        status, body = await post(client, "/search/graph", {"query": query})
         assert status == 200, (query, body)
+        assert any("Corvid Systems acquired" in f["fact"] for f in body["graph_results"]), query
+    # the graph is intact: the same document, chunks and facts as before
+    listing = await (await client.get("/documents")).get_json()
+    assert listing["total"] == 1
+    after = await (await client.get(f"/documents/{created['id']}")).get_json()
+    assert after == before
 
 
 @pytest.mark.parametrize(

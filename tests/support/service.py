@@ -7,11 +7,14 @@ import os
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+from quart_trio import QuartTrio
+from quart_trio.testing import TrioTestApp
+
 from agent_trio import Settings, load_settings
 from agent_trio.upstream import Embedder, open_embedder
 from tests.support.fake_embeddings import FakeEmbeddings
 
-__all__ = ["fake_api_settings", "fake_embedder", "pid_alive"]
+__all__ = ["LIFESPAN_DEADLINE", "fake_api_settings", "fake_embedder", "pid_alive", "running"]
 
 
 def fake_api_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -46,3 +49,13 @@ def pid_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+#: deadlines of the app's startup and shutdown in tests: bounds against a hang, not
+#: measures of speed (Quart's default, 6 s, is shorter than a start on a busy machine)
+LIFESPAN_DEADLINE = 120
+
+
+def running(app: QuartTrio) -> TrioTestApp:
+    """``async with running(app) as test_app:`` starts the app's lifespan, and stops it."""
+    return TrioTestApp(app, startup_timeout=LIFESPAN_DEADLINE, shutdown_timeout=LIFESPAN_DEADLINE)
