@@ -295,14 +295,6 @@ async def test_no_chunks_no_entities() -> None:
     assert await RuleExtractor().extract(doc, []) == Extraction()
 
 
-def test_extractors_satisfy_the_protocol() -> None:
-    async def complete(messages: list[dict[str, str]]) -> str:
-        return "{}"
-
-    extractors: list[Extractor] = [RuleExtractor(), LlmExtractor(complete)]
-    assert all(callable(e.extract) for e in extractors)
-
-
 # -- the LLM extractor ---------------------------------------------------------------
 
 PASSAGE = (
@@ -352,6 +344,36 @@ class FakeModel:
 def _doc_and_chunks(text: str = PASSAGE) -> tuple[SourceDocument, Sequence[Chunk]]:
     doc = parse_document("llm.md", text)
     return doc, chunk_text(doc.content, size=1000, overlap=0)
+
+
+async def test_either_extractor_serves_through_the_protocol() -> None:
+    """Used as an ``Extractor``, each finds the passage's acquisition, keyed alike."""
+    passage = "Orion Bank acquired Nova Dynamics on 4 March 2021."
+    reply = {
+        "entities": [
+            {"name": "Orion Bank", "type": "organization"},
+            {"name": "Nova Dynamics", "type": "organization"},
+        ],
+        "facts": [
+            {
+                "subject": "Orion Bank",
+                "object": "Nova Dynamics",
+                "relation": "acquired",
+                "sentence": passage,
+                "valid_at": "2021-03-04",
+            }
+        ],
+    }
+    extractors: list[Extractor] = [RuleExtractor(), LlmExtractor(FakeModel(json.dumps(reply)))]
+    doc, chunks = _doc_and_chunks(passage)
+    for extractor in extractors:
+        extraction = await extractor.extract(doc, chunks)
+        keys = {e.name: e.key for e in extraction.entities}
+        assert {"Orion Bank", "Nova Dynamics"} <= set(keys), extractor
+        [fact] = [f for f in extraction.facts if f.subject_key == keys["Orion Bank"]]
+        assert fact.object_key == keys["Nova Dynamics"], extractor
+        assert fact.relation == "ACQUIRED", extractor
+        assert (fact.valid_at or "").startswith("2021-03-04"), extractor
 
 
 async def test_llm_good_json_is_validated_and_normalised() -> None:
