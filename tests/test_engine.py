@@ -249,10 +249,11 @@ async def test_one_engine_per_data_dir_and_a_clean_stop(
 @pytest.mark.engine
 async def test_failed_starts_explain_and_leave_nothing(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
-    began = time.monotonic()
+    began = trio.current_time()
     with pytest.raises(EngineError) as bad_flag:
         await run_embedded_engine(settings, _extra_jvm_args=["-XX:+NoSuchEngineOption"])
-    assert time.monotonic() - began < 10
+    # explained when the JVM exits, not when the start deadline runs out
+    assert trio.current_time() - began < settings.engine_start_timeout_seconds
     assert "exited with status 1 while starting" in str(bad_flag.value)
     assert "Unrecognized VM option 'NoSuchEngineOption'" in str(bad_flag.value)
 
@@ -326,7 +327,7 @@ def test_children_die_with_the_thread_that_started_them(tmp_path: Path) -> None:
     thread.start()
     thread.join()
     (child,) = children
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # a bound against a hang: the poll ends at the kill
     while child.returncode is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert child.returncode == -signal.SIGKILL
@@ -339,8 +340,9 @@ async def test_stop_escalates_to_sigkill_after_the_grace(tmp_path: Path) -> None
         async with trio.lowlevel.FdStream(child.output_fd) as output:
             assert await output.receive_some() == b"up\n"  # the trap is in place
             began = trio.current_time()
-            assert await child.stop(grace=0.3) == -signal.SIGKILL
-            assert 0.3 <= trio.current_time() - began < 3
+            with trio.fail_after(60):  # a bound against a hang: SIGKILL ends it
+                assert await child.stop(grace=0.3) == -signal.SIGKILL
+            assert trio.current_time() - began >= 0.3  # the grace was given
             assert await child.stop(grace=0.3) == -signal.SIGKILL  # idempotent
     finally:
         child.close()

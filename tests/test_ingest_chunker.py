@@ -200,9 +200,9 @@ def test_empty_and_blank_text_give_no_chunks() -> None:
 
 def test_a_single_huge_word_is_sliced_quickly() -> None:
     word = "y" * 100_000
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: the work done, however busy the machine
     chunks = chunk_text(word, size=1000, overlap=10**9)
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
     assert [len(c.text) for c in chunks] == [1000] * 100
     assert "".join(c.text for c in chunks) == word
 
@@ -218,9 +218,9 @@ def test_long_sentence_splits_at_words() -> None:
 def test_large_document_is_fast_and_bounded() -> None:
     section = "# Section\n\n" + ("A plain sentence about turbines and data. " * 40 + "\n\n") * 5
     text = section * 200  # about 1.7 MB
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: the work done, however busy the machine
     chunks = chunk_text(text, size=1000, overlap=200)
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
     assert len(chunks) < 3 * len(text) / 1000
 
 

@@ -91,10 +91,10 @@ def test_front_matter_alias_bomb_fails_fast() -> None:
     lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 12)]
     lines[1] = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"
     text = "\n".join([*lines, "---", "Body"])
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: the work done, however busy the machine
     with pytest.raises(IngestError, match="more than"):
         parse_document("bomb.md", text)
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
 
 
 def test_self_referencing_front_matter_is_an_ingest_error() -> None:
