@@ -403,12 +403,14 @@ async def test_cancel_during_back_off_holds_no_slot(autojump_clock: trio.abc.Clo
     fake = fake_embeddings(script=script)
     tuning = quick_tuning(backoff_initial=20.0, backoff_max=60.0)
     async with open_embedder(embedding_settings(), transport=fake.transport(), tuning=tuning) as e:
+        before = live_tasks()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(e.embed, ["a"])
             await trio.sleep(10)  # inside the 20 s back-off
             _assert_idle(e)
             nursery.cancel_scope.cancel()
         _assert_idle(e)
+        assert live_tasks() == before
     assert len(fake.requests) == 1
 
 
