@@ -1,9 +1,9 @@
 """The graph gateway: the only code that touches the neo4j driver.
 
 The driver is asyncio code. It lives on the trio-asyncio loop that the service
-opened, and every call reaches it through that loop object
-(``loop.run_aio_coroutine``): request tasks do not inherit the loop's context, so
-the ambient ``trio_asyncio`` helpers would not find it. Each call runs under the
+opened, and every call reaches it through that loop object (a task on it, awaited
+with ``trio_asyncio.run_aio_future``): request tasks do not inherit the loop's
+context, so the ambient ``trio_asyncio`` helpers would not find it. Each call runs under the
 graph ``CapacityLimiter`` and inside the caller's cancel scope.
 
 A call returns only when it is done on the engine. The engine finishes a
@@ -158,7 +158,12 @@ class GraphGateway:
         try:
             async with self.limiter:
                 call = _CallState()
-                task = asyncio.ensure_future(work(call), loop=self._loop)
+                coro = work(call)
+                try:
+                    task = asyncio.ensure_future(coro, loop=self._loop)
+                except BaseException:
+                    coro.close()  # the loop is closed: never awaited, and no warning
+                    raise
                 # the shield: a Trio cancellation cancels the waiter, not the task
                 call.waiter = asyncio.shield(task)
                 try:

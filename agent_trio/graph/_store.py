@@ -10,7 +10,9 @@ cancelled when.
 Replacements run one at a time (``write_limiter``, one token by default): two
 documents that mention the same entity would otherwise race to ``MERGE`` it, and
 one of the two transactions would fail on the unique key or a write conflict.
-Reads are not serialised.
+That holds after a cancellation too: a gateway call returns only when it is done
+on the engine (rolled back, or committed), so the next writer never overlaps a
+cancelled one. Reads are not serialised.
 """
 
 from __future__ import annotations
