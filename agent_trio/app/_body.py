@@ -51,6 +51,8 @@ class JsonRequest(TrioRequest):
 
 def parse_json_body(raw: bytes) -> Any:
     """The JSON value of ``raw``, or an :class:`ApiError` saying what is wrong with it."""
+    if b"\x00" in raw:  # JSON has no raw NUL: UTF-16 or UTF-32, most likely
+        _malformed("the request body is not UTF-8 (it holds NUL bytes); send JSON encoded as UTF-8")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
