@@ -220,7 +220,7 @@ async def test_no_text_field_holds_nul(client: Client, path: str, body: Any, fie
     [
         ("/search/vector", {"query": "x", "limit": "10"}, "limit"),
         ("/search/vector", {"query": "x", "limit": True}, "limit"),
-        ("/search/graph", {"query": "x", "limit": 10.0}, "limit"),
+        ("/search/graph", {"query": "x", "limit": 10.5}, "limit"),
         ("/search/hybrid", {"query": "x", "limit": "10"}, "limit"),
         ("/search/hybrid", {"query": "x", "text_weight": "0.5"}, "text_weight"),
         ("/search/hybrid", {"query": "x", "text_weight": True}, "text_weight"),
@@ -230,6 +230,7 @@ async def test_no_text_field_holds_nul(client: Client, path: str, body: Any, fie
         ("/documents", {"source": None, "content": "x"}, "source"),
         ("/documents", {"source": "a.md", "content": "x", "metdata": {"k": 1}}, "metdata"),
         ("/search/vector", {"query": "x", "top_k": 3}, "top_k"),
+        ("/search/vector", {"query": "x", "": None}, ""),
     ],
 )
 async def test_types_are_strict_and_fields_known(
@@ -255,8 +256,10 @@ async def test_null_counts_as_absent(client: Client) -> None:
     assert stored["metadata"] == {}
 
 
-async def test_an_integral_number_is_a_number(client: Client) -> None:
+async def test_json_has_one_kind_of_number(client: Client) -> None:
     response = await client.post("/search/hybrid", json={"query": "x", "text_weight": 1})
+    assert response.status_code == 200, await response.get_json()
+    response = await client.post("/search/graph", json={"query": "x", "limit": 3.0})
     assert response.status_code == 200, await response.get_json()
 
 
@@ -268,6 +271,9 @@ async def test_405_names_the_allowed_methods(client: Client) -> None:
     assert response.status_code == 405
     assert "GET" in response.headers["Allow"]
     assert (await response.get_json())["error"]["code"] == "method_not_allowed"
+    response = await client.put("/health", data=b"not json")  # 405 before 415
+    assert response.status_code == 405
+    assert "GET" in response.headers["Allow"]
     response = await client.put("/search/vector", json={"query": "x"})
     assert response.status_code == 405
     assert "POST" in response.headers["Allow"]

@@ -93,9 +93,9 @@ def _validation_response(exc: ValidationError) -> Response:
     if not errors:
         return error_response(422, "validation_error", "the request is not valid")
     first = errors[0]
-    field = ".".join(str(p) for p in first["loc"]) or None
+    field = ".".join(str(p) for p in first["loc"]) if first["loc"] else None
     message = _problem(first)
-    if field:
+    if field is not None:
         message = f"{field}: {message}"
     return error_response(422, "validation_error", message, field=field)
 

@@ -148,7 +148,11 @@ def _install_request_hooks(app: Quart, runner: ServiceRunner, metrics: Metrics) 
                 response = error_response(401, "unauthorized", "a valid bearer API key is required")
                 response.headers["WWW-Authenticate"] = "Bearer"
                 return response
-        if request.method in _JSON_METHODS and not request.is_json:
+        if (
+            request.method in _JSON_METHODS
+            and request.routing_exception is None  # 404 and 405 come first
+            and not request.is_json
+        ):
             return error_response(
                 415, "unsupported_media_type", "the request body must be application/json"
             )

@@ -2,7 +2,8 @@
 
 The rules every body follows (subclass :class:`Body` and they hold for a new route):
 
-- types are strict: ``"10"`` and ``true`` are not integers, ``"0.5"`` is not a number;
+- types are strict: ``"10"`` and ``true`` are not integers, ``"0.5"`` is not a number
+  (but ``10.0`` is the integer 10: JSON has one kind of number, as JSON Schema says);
 - an optional field sent as JSON ``null`` counts as absent (its default applies);
 - a field the route does not know is refused (422 naming it), so a misspelt
   ``"metdata"`` is not silently dropped;
@@ -34,6 +35,7 @@ __all__ = [
     "DocumentListQuery",
     "GraphSearchIn",
     "HybridSearchIn",
+    "Int",
     "NonBlankText",
     "Query",
     "QueryInt",
@@ -96,7 +98,8 @@ class Body(BaseModel):
     @classmethod
     def _drop_nulls(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value is not None}
+            fields = cls.model_fields
+            return {k: v for k, v in data.items() if v is not None or k not in fields}
         return data
 
 
@@ -125,9 +128,19 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: an integer in a JSON body; ``10.0`` is one (JSON has one kind of number), ``"10"`` is not
+Int = Annotated[int, BeforeValidator(_integral)]
+
+
 class SearchIn(Body):
     query: Annotated[NonBlankText, Field(max_length=2000), AfterValidator(_strip)]
-    limit: int = Field(10, ge=1, le=50)
+    limit: Int = Field(10, ge=1, le=50)
 
 
 class HybridSearchIn(SearchIn):

@@ -96,6 +96,8 @@ class ApiDocumentation(OpenAPIProvider):
         components.update(error_components)
         for path_item in paths.values():
             for operation in path_item.values():
+                if "requestBody" in operation:  # the body is never optional
+                    operation["requestBody"] = {**operation["requestBody"], "required": True}
                 responses: dict[int, Any] = operation["responses"]
                 media: dict[int, tuple[str, str]] = getattr(func, _MEDIA_ATTRIBUTE, {})
                 for status, (media_type, description) in media.items():
