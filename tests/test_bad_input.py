@@ -91,6 +91,15 @@ async def test_document_listing_takes_digits_in_range_only(
     assert_error(response.status_code, await response.get_json(), 422, "validation_error", field)
 
 
+@pytest.mark.parametrize("offset", ["9223372036854775808", "4294967296", "9" * 5000])
+async def test_a_large_offset_is_said_to_be_too_large(client: Client, offset: str) -> None:
+    response = await client.get(f"/documents?offset={offset}")
+    body = await response.get_json()
+    assert_error(response.status_code, body, 422, "validation_error", "offset")
+    message = body["error"]["message"]
+    assert "too large" in message or str(MAX_OFFSET) in message, message
+
+
 async def test_paging_is_right_up_to_the_largest_offset(client: Client) -> None:
     ids = await post_documents(client, 3)
     pages = []
