@@ -18,6 +18,7 @@ from agent_trio.app import create_app
 from agent_trio.engine import EngineInfo
 from agent_trio.service import ServiceHooks
 from agent_trio.upstream import Embedder, open_embedder
+from tests._api import STARTUP_DEADLINE
 from tests.fakes import openai_embeddings_transport
 from tests.test_service import fake_api_settings, fake_embedder, pid_alive
 
@@ -30,7 +31,7 @@ async def client(engine_info: EngineInfo, tmp_path: Path) -> AsyncIterator[Clien
         fake_api_settings(tmp_path, api_key="s3cret", cors_origins="http://ui.test"),
         hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder),
     )
-    async with app.test_app() as test_app:
+    async with TrioTestApp(app, STARTUP_DEADLINE, STARTUP_DEADLINE) as test_app:
         yield test_app.test_client()
 
 
@@ -87,7 +88,7 @@ async def test_metrics_expose_each_upstream_s_attempts_failures_and_breaker(
         return open_embedder(settings, transport=transport)  # type: ignore[return-value]
 
     app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=embedder))
-    async with app.test_app() as test_app:
+    async with TrioTestApp(app, STARTUP_DEADLINE, STARTUP_DEADLINE) as test_app:
         client = test_app.test_client()
         search = await client.post("/search/vector", json={"query": "turbines"})
         assert search.status_code == 200
@@ -146,7 +147,7 @@ async def test_no_cors_headers_when_unset(engine_info: EngineInfo, tmp_path: Pat
         fake_api_settings(tmp_path),
         hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder),
     )
-    async with app.test_app() as test_app:
+    async with TrioTestApp(app, STARTUP_DEADLINE, STARTUP_DEADLINE) as test_app:
         response = await test_app.test_client().get("/health", headers={"Origin": "http://a"})
         assert response.status_code == 200
         assert "Access-Control-Allow-Origin" not in response.headers
