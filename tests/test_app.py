@@ -189,11 +189,15 @@ async def test_health_turns_503_when_the_engine_dies(tmp_path: Path) -> None:
             down = await client.get("/health")
             assert trio.current_time() - started < 5
             assert down.status_code == 503
+            assert int(down.headers["Retry-After"]) >= 1
             body = await down.get_json()
             assert body["status"] == "unhealthy"
             assert body["checks"]["graph"]["status"] == "error"
             assert body["limiters"]["graph"]["borrowed"] == 0
             search = await client.post("/search/hybrid", json={"query": "anything"})
             assert search.status_code == 503  # never an empty 200 that hides the outage
-            assert (await search.get_json())["error"]["code"] == "graph_unavailable"
+            error = (await search.get_json())["error"]
+            assert error["code"] == "graph_unavailable"
+            port = app.extensions["agent_trio.service"].engine.bolt_uri.rsplit(":", 1)[1]
+            assert port not in error["message"]
             assert search.headers["Retry-After"]

@@ -213,14 +213,20 @@ async def test_bad_front_matter_is_422(client: Client) -> None:
     assert body["error"]["field"] == "content"
 
 
-@pytest.mark.parametrize("content", [" \n\t \n", "---\ntitle: Only front matter\n---\n"])
+@pytest.mark.parametrize(
+    ("content", "code", "says"),
+    [
+        (" \n\t \n", "validation_error", "only white space"),
+        ("---\ntitle: Only front matter\n---\n", "invalid_document", "no text"),
+    ],
+)
 async def test_a_document_with_no_text_is_422_and_nothing_is_stored(
-    client: Client, content: str
+    client: Client, content: str, code: str, says: str
 ) -> None:
     before = (await (await client.get("/documents")).get_json())["total"]
     status, body = await post(client, "/documents", {"source": "blank.md", "content": content})
     assert status == 422, body
-    assert body["error"]["code"] == "invalid_document"
+    assert body["error"]["code"] == code
     assert body["error"]["field"] == "content"
-    assert "no text" in body["error"]["message"]
+    assert says in body["error"]["message"]
     assert (await (await client.get("/documents")).get_json())["total"] == before

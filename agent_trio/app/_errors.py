@@ -1,18 +1,22 @@
 """JSON error bodies: ``{"error": {"code", "message", "field"?}}`` with the right status.
 
 Every exception that reaches Quart is turned into one of these here; bad input is
-never a 500.
+never a 500. Dependency failures answer 503 with ``Retry-After`` and a message for
+the client; what the dependency said (addresses, ports, driver text) goes to the log.
+The bodies are :class:`~agent_trio.app._responses.ErrorOut`, the model
+``/openapi.json`` documents them with.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import trio
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
+from quart_schema.validation import ResponseSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from agent_trio._errors import (
@@ -23,10 +27,14 @@ from agent_trio._errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from agent_trio.app._responses import ErrorDetail, ErrorOut
 
-__all__ = ["ApiError", "error_response", "install_error_handlers"]
+__all__ = ["RETRY_AFTER", "ApiError", "error_response", "install_error_handlers"]
 
 log = logging.getLogger("agent_trio.app")
+
+#: seconds a client is asked to wait after a 503 that names no better time
+RETRY_AFTER = 5
 
 _HTTP_CODES = {
     400: "malformed_request",
@@ -34,9 +42,11 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    431: "headers_too_large",
     503: "unavailable",
     504: "deadline_exceeded",
 }
@@ -70,10 +80,8 @@ def error_response(
     field: str | None = None,
     retry_after: float | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if field is not None:
-        body["field"] = field
-    response = jsonify({"error": body})
+    body = ErrorOut(error=ErrorDetail(code=code, message=message, field=field))
+    response = jsonify(body.model_dump(exclude_none=True))
     response.status_code = status
     if retry_after is not None:
         response.headers["Retry-After"] = str(max(1, round(retry_after)))
@@ -82,12 +90,22 @@ def error_response(
 
 def _validation_response(exc: ValidationError) -> Response:
     errors = exc.errors()
-    first = errors[0] if errors else None
-    field = ".".join(str(p) for p in first["loc"]) if first and first["loc"] else None
-    message = first["msg"] if first else "invalid request"
-    if field:
+    if not errors:
+        return error_response(422, "validation_error", "the request is not valid")
+    first = errors[0]
+    field = ".".join(str(p) for p in first["loc"]) if first["loc"] else None
+    message = _problem(first)
+    if field is not None:
         message = f"{field}: {message}"
     return error_response(422, "validation_error", message, field=field)
+
+
+def _problem(error: ErrorDetails) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field; this route does not take it"
+    if error["type"] == "missing":
+        return "required"
+    return error["msg"]
 
 
 def install_error_handlers(app: Quart) -> None:
@@ -104,7 +122,7 @@ def install_error_handlers(app: Quart) -> None:
         inner = exc.validation_error
         if isinstance(inner, ValidationError):
             return _validation_response(inner)
-        return error_response(422, "validation_error", str(inner) or "invalid request")
+        return error_response(422, "validation_error", str(inner) or "the request is not valid")
 
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:
@@ -112,28 +130,49 @@ def install_error_handlers(app: Quart) -> None:
         code = _HTTP_CODES.get(status, "http_error")
         message = exc.description or exc.name
         if status == 400:
-            message = "the request body is not valid JSON"
-        return error_response(status, code, message)
+            message = "the request is malformed"
+        response = error_response(status, code, message)
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":  # the 405's Allow, for one
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(GraphUnavailable)
     async def _graph_down(exc: GraphUnavailable) -> Response:
         log.warning("graph unavailable: %s", exc)
-        return error_response(503, "graph_unavailable", str(exc), retry_after=5)
+        return error_response(
+            503,
+            "graph_unavailable",
+            "the graph database is unavailable; try again shortly",
+            retry_after=RETRY_AFTER,
+        )
 
     @app.errorhandler(GraphQueryError)
     async def _graph_query(exc: GraphQueryError) -> Response:
         log.error("graph refused a statement: %s", exc)
-        return error_response(503, "graph_error", "the graph database refused a statement")
+        return error_response(
+            503, "graph_error", "the graph database refused a statement", retry_after=RETRY_AFTER
+        )
 
     @app.errorhandler(UpstreamError)
     async def _upstream(exc: UpstreamError) -> Response:
         log.warning("%s upstream failed: %s", exc.upstream, exc)
-        code = "upstream_unavailable" if isinstance(exc, UpstreamUnavailable) else "upstream_error"
-        return error_response(503, code, str(exc), retry_after=exc.retry_after or 5)
+        if isinstance(exc, UpstreamUnavailable):
+            code, problem = "upstream_unavailable", "is unavailable"
+        else:
+            code, problem = "upstream_error", "failed"
+        return error_response(
+            503,
+            code,
+            f"the {exc.upstream} service {problem}; try again shortly",
+            retry_after=exc.retry_after or RETRY_AFTER,
+        )
 
     @app.errorhandler(ResourceClosed)
     async def _closed(exc: ResourceClosed) -> Response:
-        return error_response(503, "shutting_down", "the service is shutting down", retry_after=5)
+        return error_response(
+            503, "shutting_down", "the service is shutting down", retry_after=RETRY_AFTER
+        )
 
     @app.errorhandler(trio.TooSlowError)
     async def _too_slow(exc: trio.TooSlowError) -> Response:
@@ -142,7 +181,14 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(AgentTrioError)
     async def _ours(exc: AgentTrioError) -> Response:
         log.error("request failed: %s", exc)
-        return error_response(503, "unavailable", str(exc), retry_after=5)
+        return error_response(
+            503, "unavailable", "a service dependency failed", retry_after=RETRY_AFTER
+        )
+
+    @app.errorhandler(ResponseSchemaValidationError)
+    async def _bad_response(exc: ResponseSchemaValidationError) -> Response:
+        log.error("a response does not match its documented model: %s", exc.validation_error)
+        return error_response(500, "internal_error", "an unexpected error occurred")
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:

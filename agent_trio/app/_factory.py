@@ -6,38 +6,54 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from quart import Quart, Response, g, jsonify, request
+from quart import Quart, Response, g, request
+from quart.globals import request_ctx
 from quart_cors import cors
-from quart_schema import Info, QuartSchema
+from quart_schema import Info, QuartSchema, validate_response
 from quart_trio import QuartTrio
 
 from agent_trio._errors import AgentTrioError
 from agent_trio._settings import Settings, load_settings
 from agent_trio._version import __version__
 from agent_trio.app._asgi import FinishResponses
+from agent_trio.app._body import JsonRequest
 from agent_trio.app._context import SERVICE_KEY
-from agent_trio.app._errors import error_response, install_error_handlers
+from agent_trio.app._errors import RETRY_AFTER, error_response, install_error_handlers
 from agent_trio.app._knowledge_routes import blueprint as knowledge_blueprint
 from agent_trio.app._lifespan import ServiceRunner
 from agent_trio.app._metrics import Metrics
+from agent_trio.app._openapi import OPEN_PATHS, ApiDocumentation, document_media
 from agent_trio.app._process import (
     configure_logging,
     exit_after_failed_startup,
     relay_stop_signals,
 )
+from agent_trio.app._responses import HealthOut
 from agent_trio.service import ServiceHooks, health_report
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("agent_trio.app")
 
-#: routes that need no API key
-_OPEN_PATHS = frozenset({"/health", "/metrics"})
 #: methods whose body must be JSON
 _JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _App(QuartTrio):
+    """Quart-Trio with our JSON body reading, and ``OPTIONS`` answered 204 with ``Allow``."""
+
+    request_class = JsonRequest
+
+    async def make_default_options_response(self) -> Response:
+        assert request_ctx.url_adapter is not None
+        methods = request_ctx.url_adapter.allowed_methods()
+        response = self.response_class(b"", status=204, headers={"Allow": ", ".join(methods)})
+        del response.headers["Content-Type"]
+        return response
 
 
 def create_app(
@@ -60,9 +76,13 @@ def create_app(
     else:
         loader = settings or load_settings
 
-    app = QuartTrio("agent_trio")
+    app = _App("agent_trio")
     app.config["QUART_SCHEMA_CONVERT_CASING"] = False
-    QuartSchema(app, info=Info(title="agent-trio", version=__version__))
+    QuartSchema(
+        app,
+        info=Info(title="agent-trio", version=__version__),
+        openapi_provider_class=ApiDocumentation,
+    )
     runner = ServiceRunner(loader, hooks)
     metrics = Metrics(lambda: runner.service)
     install_error_handlers(app)
@@ -122,13 +142,17 @@ def _install_request_hooks(app: Quart, runner: ServiceRunner, metrics: Metrics) 
         if request.method == "OPTIONS" or service is None:
             return None
         api_key = service.settings.api_key
-        if api_key is not None and request.path not in _OPEN_PATHS:
+        if api_key is not None and request.path not in OPEN_PATHS:
             expected = f"Bearer {api_key.get_secret_value()}"
             if request.headers.get("Authorization", "") != expected:
                 response = error_response(401, "unauthorized", "a valid bearer API key is required")
                 response.headers["WWW-Authenticate"] = "Bearer"
                 return response
-        if request.method in _JSON_METHODS and not request.is_json:
+        if (
+            request.method in _JSON_METHODS
+            and request.routing_exception is None  # 404 and 405 come first
+            and not request.is_json
+        ):
             return error_response(
                 415, "unsupported_media_type", "the request body must be application/json"
             )
@@ -146,13 +170,27 @@ def _install_request_hooks(app: Quart, runner: ServiceRunner, metrics: Metrics) 
 
 def _install_core_routes(app: Quart, runner: ServiceRunner, metrics: Metrics) -> None:
     @app.get("/health")
-    async def health() -> tuple[Response, int]:
+    @validate_response(HealthOut, 200)
+    @validate_response(HealthOut, 503)
+    async def health() -> tuple[dict[str, Any], int, dict[str, str]]:
+        """The service's health; cheap: no search, no LLM call."""
         service = runner.service
         if service is None:
-            return jsonify({"status": "unhealthy", "version": __version__}), 503
-        report = await health_report(service)
-        return jsonify(report), 503 if report["status"] == "unhealthy" else 200
+            report: dict[str, Any] = {
+                "status": "unhealthy",
+                "version": __version__,
+                "uptime_seconds": 0.0,
+                "checks": {"service": {"status": "error", "detail": "the service is not running"}},
+                "limiters": {},
+            }
+        else:
+            report = await health_report(service)
+        if report["status"] == "unhealthy":
+            return report, 503, {"Retry-After": str(RETRY_AFTER)}
+        return report, 200, {}
 
     @app.get("/metrics")
+    @document_media("text/plain", "Prometheus text exposition.")
     async def prometheus() -> Response:
+        """Prometheus metrics."""
         return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,153 @@
+"""Response bodies of the HTTP API.
+
+Routes return these (or dicts of their shape) under quart-schema's
+``validate_response``, so ``/openapi.json`` documents exactly what is sent; every
+error body is an :class:`ErrorOut`, made by ``_errors.error_response``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "ChunkOut",
+    "DocumentChunkOut",
+    "DocumentCreatedOut",
+    "DocumentListOut",
+    "DocumentOut",
+    "DocumentSummaryOut",
+    "ErrorDetail",
+    "ErrorOut",
+    "FactOut",
+    "GraphSearchOut",
+    "HealthCheckOut",
+    "HealthOut",
+    "LimiterOut",
+    "SearchOut",
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """An error: ``code`` is snake_case, ``field`` names the input at fault, if one."""
+
+    error: ErrorDetail
+
+
+class ChunkOut(BaseModel):
+    chunk_id: str
+    document_id: str
+    content: str
+    score: float
+    metadata: dict[str, Any]
+    document_title: str
+    document_source: str
+
+
+class SearchOut(BaseModel):
+    """The chunks found, best first."""
+
+    results: list[ChunkOut]
+    total_results: int
+    search_type: Literal["vector", "hybrid"]
+    query_time_ms: float
+
+
+class FactOut(BaseModel):
+    fact: str
+    uuid: str
+    valid_at: str | None
+    invalid_at: str | None
+    source_node_uuid: str
+    target_node_uuid: str
+
+
+class GraphSearchOut(BaseModel):
+    """The facts found, best first."""
+
+    graph_results: list[FactOut]
+    total_results: int
+    search_type: Literal["graph"]
+    query_time_ms: float
+
+
+class DocumentSummaryOut(BaseModel):
+    id: str
+    title: str
+    source: str
+    chunk_count: int
+    created_at: str
+    metadata: dict[str, Any]
+
+
+class DocumentListOut(BaseModel):
+    """One page of documents, newest first; ``total`` counts them all."""
+
+    documents: list[DocumentSummaryOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class DocumentChunkOut(BaseModel):
+    id: str
+    index: int
+    content: str
+    token_estimate: int
+
+
+class DocumentOut(BaseModel):
+    """A document with its content and its chunks in order."""
+
+    id: str
+    title: str
+    source: str
+    content: str
+    content_hash: str
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+    chunk_count: int
+    chunks: list[DocumentChunkOut]
+
+
+class DocumentCreatedOut(BaseModel):
+    """The document is stored (``written``), or was already, unchanged."""
+
+    id: str
+    chunk_count: int
+    entity_count: int
+    status: Literal["written", "unchanged"]
+
+
+class HealthCheckOut(BaseModel):
+    """One dependency's check; providers add fields of their own."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["ok", "error"]
+    detail: str
+    latency_ms: float | None = None
+
+
+class LimiterOut(BaseModel):
+    borrowed: int
+    total: float
+    waiting: int
+
+
+class HealthOut(BaseModel):
+    """The service's health: 200 when healthy or degraded, 503 when unhealthy."""
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    version: str
+    uptime_seconds: float
+    checks: dict[str, HealthCheckOut]
+    limiters: dict[str, LimiterOut]
