@@ -317,10 +317,12 @@ def test_children_die_with_the_thread_that_started_them(tmp_path: Path) -> None:
     children: list[ChildProcess] = []
 
     async def spawn() -> None:
-        child = ChildProcess.spawn(["sleep", "60"], cwd=tmp_path)
-        os.close(child.output_fd)
-        child.close()
+        child = ChildProcess.spawn(["sh", "-c", "echo up; exec sleep 60"], cwd=tmp_path)
         children.append(child)
+        # "up": the child runs the command, so the parent-death signal is set by now
+        async with trio.lowlevel.FdStream(child.output_fd) as output:
+            assert await output.receive_some() == b"up\n"
+        child.close()
 
     thread = threading.Thread(target=trio.run, args=(spawn,))
     thread.start()
@@ -330,6 +332,43 @@ def test_children_die_with_the_thread_that_started_them(tmp_path: Path) -> None:
     while child.returncode is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert child.returncode == -signal.SIGKILL
+
+
+async def test_the_command_runs_under_setpriv_not_a_preexec_fn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(argv: Any, **kwargs: Any) -> Any:
+        calls.append((argv, kwargs))
+        return real_popen(argv, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    child = ChildProcess.spawn(["sh", "-c", "echo $$; exec sleep 60"], cwd=tmp_path)
+    try:
+        async with trio.lowlevel.FdStream(child.output_fd) as output:
+            # the guard steps exec'd into the command: it runs as the pid we were given
+            assert await output.receive_some() == f"{child.pid}\n".encode()
+        ((argv, kwargs),) = calls
+        assert Path(argv[0]).name == "setpriv"
+        assert argv[1:3] == ["--pdeathsig", "KILL"]
+        assert argv[-3:] == ["sh", "-c", "echo $$; exec sleep 60"]
+        assert kwargs.get("preexec_fn") is None
+    finally:
+        await child.stop(grace=1)
+        child.close()
+
+
+def test_without_setpriv_the_engine_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_trio.engine import _process
+
+    monkeypatch.setattr(_process.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(_process, "_SETPRIV_FALLBACKS", ())
+    with pytest.raises(EngineError, match=r"needs setpriv \(util-linux\).*NEO4J_URI"):
+        ChildProcess.spawn(["true"], cwd=tmp_path)
 
 
 async def test_stop_escalates_to_sigkill_after_the_grace(tmp_path: Path) -> None:
