@@ -5,16 +5,19 @@ from __future__ import annotations
 from quart import current_app
 
 from agent_trio.app._errors import ApiError
+from agent_trio.app._lifespan import ServiceRunner
 from agent_trio.service import Service
 
-__all__ = ["SERVICE_KEY", "current_service"]
+__all__ = ["RUNNER_KEY", "current_service"]
 
-SERVICE_KEY = "agent_trio.service"
+#: the app's :class:`ServiceRunner`, the one source of truth for the running service
+RUNNER_KEY = "agent_trio.runner"
 
 
 def current_service() -> Service:
     """The service of the running app; 503 while it is starting or stopping."""
-    service: Service | None = current_app.extensions.get(SERVICE_KEY)
+    runner: ServiceRunner = current_app.extensions[RUNNER_KEY]
+    service = runner.service
     if service is None:
         raise ApiError(503, "starting", "the service is not ready", retry_after=2)
     return service
