@@ -37,6 +37,7 @@ class ServiceRunner:
         self._scope = trio.CancelScope()
         self._service: Service | None = None
         self._shutdown_timeout: float | None = None
+        self._stopping = False
 
     @property
     def service(self) -> Service | None:
@@ -70,8 +71,9 @@ class ServiceRunner:
         """
         service, self._service = self._service, None
         timeout = self._shutdown_timeout
-        if timeout is None:
-            return  # never started
+        if timeout is None or self._stopping:
+            return  # never started, or stopped already
+        self._stopping = True
         with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout + STOP_MARGIN):
             if service is not None:
                 service.request_stop()

@@ -78,15 +78,15 @@ async def warm_imports(settings: Settings | None) -> AsyncIterator[None]:
 
     Importing them takes longer than starting the engine; done side by side, the
     embedder finds them imported when its turn comes. Only imports: the model
-    itself is loaded, and owned, by the embedder.
+    itself is loaded, and owned, by the embedder. An import cannot be stopped
+    halfway, so a cancelled start waits for it (a few seconds at most) instead of
+    leaving a thread importing into a process that is shutting down.
     """
     if settings is None or settings.embedding_provider != "local":
         yield
         return
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            partial(trio.to_thread.run_sync, _import_model_libraries, abandon_on_cancel=True)
-        )
+        nursery.start_soon(partial(trio.to_thread.run_sync, _import_model_libraries))
         yield
 
 
