@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ import trio
 from agent_trio import GraphUnavailable, ResourceClosed, Settings, load_settings
 from agent_trio.engine import EngineInfo
 from agent_trio.ingest import document_id_for
-from agent_trio.service import ServiceHooks, open_service, serve_service
+from agent_trio.service import ServiceHooks, health_report, open_service, serve_service
 from agent_trio.upstream import Embedder, open_embedder
 from tests.fakes import openai_embeddings_transport
 
@@ -146,3 +147,45 @@ async def test_ingest_on_start_runs_in_the_background(
         assert alpha.title == "Alpha"
         assert alpha.chunks
         assert await get(ids[2]) is None  # reported and skipped, not fatal
+
+
+async def test_health_answers_while_every_graph_slot_is_held(
+    engine_info: EngineInfo, tmp_path: Path
+) -> None:
+    # Three slow queries hold every slot of the graph limiter, each on a connection
+    # of its own, until told to finish; /health's graph check still gets through.
+    settings = fake_api_settings(tmp_path, graph_max_concurrency=3)
+    hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
+    async with open_service(settings, hooks=hooks) as service:
+        gateway, limiter = service.graph, service.limiters["graph"]
+        release = asyncio.Event()
+        holding: list[object] = []
+
+        async def slow_query() -> None:  # asyncio, on the gateway's loop
+            async with gateway._driver.session(database=gateway.database) as session:
+                tx = await session.begin_transaction()
+                await tx.run("RETURN 1")
+                holding.append(tx)
+                await release.wait()
+                await tx.rollback()
+
+        async def set_release() -> None:
+            release.set()
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(gateway._call, slow_query())
+            with trio.fail_after(30):
+                while len(holding) < 3:  # noqa: ASYNC110 - waiting for the engine's answers
+                    await trio.sleep(0.01)
+            assert limiter.statistics().borrowed_tokens == 3
+            with trio.move_on_after(0.5) as queued:  # an ordinary query waits for a slot
+                await gateway.query("RETURN 1 AS ok")
+            assert queued.cancelled_caught
+            report = await health_report(service)
+            assert report["checks"]["graph"]["status"] == "ok", report["checks"]["graph"]
+            assert report["checks"]["graph"]["detail"] == "RETURN 1 answered"
+            assert report["limiters"]["graph"]["borrowed"] == 3
+            await gateway._loop.run_aio_coroutine(set_release())
+        assert limiter.statistics().borrowed_tokens == 0
+        assert gateway.health_limiter.statistics().borrowed_tokens == 0

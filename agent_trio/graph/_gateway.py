@@ -33,6 +33,8 @@ T = TypeVar("T")
 
 #: how long closing the driver may take before we give up on it
 _CLOSE_DEADLINE = 5.0
+#: health checks at once, on the pool's spare connections
+_HEALTH_SLOTS = 2
 
 
 class Statement(NamedTuple):
@@ -70,6 +72,9 @@ class GraphGateway:
         self.limiter = limiter
         self._query_timeout = query_timeout
         self._closed = False
+        #: the health check's own slots, beside the shared limiter: the driver's pool
+        #: keeps two connections beyond the shared limiter's tokens (``_pool_size``)
+        self.health_limiter = trio.CapacityLimiter(_HEALTH_SLOTS)
 
     # -- public API ----------------------------------------------------------
     async def query(self, query: str, params: Mapping[str, Any] | None = None) -> list[Record]:
@@ -83,6 +88,31 @@ class GraphGateway:
     async def ping(self) -> None:
         """One trivial round trip; raises :class:`GraphUnavailable` if it fails."""
         rows = await self.query("RETURN 1 AS ok")
+        if not rows or rows[0].get("ok") != 1:
+            raise GraphUnavailable(f"graph database answered {rows!r} to RETURN 1")
+
+    async def health_ping(self) -> None:
+        """:meth:`ping` for the health check: it never queues behind the shared limiter.
+
+        With every shared slot held by slow queries, the check still gets a
+        connection and tells the truth about the database, under its own small
+        limiter.
+        """
+        if self._closed:
+            raise ResourceClosed("the graph gateway is closed")
+        coro = self._aio_query(Statement("RETURN 1 AS ok"))
+        try:
+            async with self.health_limiter:
+                rows: list[Record] = await self._loop.run_aio_coroutine(coro)
+        except trio.Cancelled:
+            raise
+        except Exception as exc:
+            mapped = map_driver_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        finally:
+            coro.close()  # no-op if it ran; avoids "never awaited" if it did not
         if not rows or rows[0].get("ok") != 1:
             raise GraphUnavailable(f"graph database answered {rows!r} to RETURN 1")
 
@@ -155,9 +185,9 @@ class GraphGateway:
 
 
 def _pool_size(limiter: trio.CapacityLimiter) -> int:
-    """Enough connections for every limiter slot, plus a spare for /health."""
+    """Enough connections for every limiter slot, plus the health check's two."""
     total = limiter.total_tokens
-    return 100 if math.isinf(total) else max(int(total) + 2, 4)
+    return 100 if math.isinf(total) else max(int(total) + _HEALTH_SLOTS, 4)
 
 
 @asynccontextmanager

@@ -51,7 +51,7 @@ async def _check_graph(service: Service) -> dict[str, Any]:
     ok = False
     with trio.move_on_after(GRAPH_CHECK_DEADLINE) as scope:
         try:
-            await service.graph.ping()
+            await service.graph.health_ping()
             ok = True
         except AgentTrioError as exc:
             detail = str(exc)
