@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args.config, args.bind)
     if args.command == "ingest":
-        from agent_trio.ingest import run_ingest_command
+        from agent_trio._ingest_cli import run_ingest_command
 
         return run_ingest_command(args.paths, clean=args.clean)
     print("chat: not available in this version", file=sys.stderr)

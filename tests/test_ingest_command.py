@@ -22,6 +22,7 @@ from rich.console import Console
 
 from agent_trio import load_settings
 from agent_trio._cli import main
+from agent_trio._ingest_cli import run_ingest_command
 from agent_trio.ingest import (
     DocumentOutcome,
     IngestSummary,
@@ -33,7 +34,6 @@ from agent_trio.ingest import (
     extractor_for,
     parse_document,
     progress_for,
-    run_ingest_command,
 )
 from agent_trio.upstream import open_llm
 from tests.fakes import hashed_vector
