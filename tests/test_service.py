@@ -14,7 +14,7 @@ import trio
 
 from agent_trio import GraphUnavailable, ResourceClosed, Settings, load_settings
 from agent_trio.engine import EngineInfo
-from agent_trio.ingest import document_id_for
+from agent_trio.ingest import Ingestor, document_id_for
 from agent_trio.service import ServiceHooks, health_report, open_service, serve_service
 from agent_trio.upstream import Embedder, open_embedder
 from tests.fakes import openai_embeddings_transport
@@ -189,3 +189,24 @@ async def test_health_answers_while_every_graph_slot_is_held(
             await gateway._loop.run_aio_coroutine(set_release())
         assert limiter.statistics().borrowed_tokens == 0
         assert gateway.health_limiter.statistics().borrowed_tokens == 0
+
+
+async def test_ingest_on_start_is_never_fatal(
+    engine_info: EngineInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # not only our own errors: a bug in the pipeline is logged, and the service stays up
+    async def broken(self: Ingestor, paths: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in the pipeline")
+
+    monkeypatch.setattr(Ingestor, "ingest_paths", broken)
+    settings = fake_api_settings(tmp_path, ingest_on_start=str(tmp_path))
+    hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
+    async with open_service(settings, hooks=hooks) as service:
+        with trio.fail_after(30):
+            while "INGEST_ON_START failed unexpectedly" not in caplog.text:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        await service.graph.ping()  # still serving
+    assert "RuntimeError: a bug in the pipeline" in caplog.text

@@ -113,13 +113,19 @@ def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:
 
 
 async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
-    """INGEST_ON_START: ingest these paths once, in the background; never fatal."""
+    """INGEST_ON_START: ingest these paths once, in the background; never fatal.
+
+    Whatever goes wrong (but a cancellation) is logged, and the service stays up:
+    our own errors in one line each, anything else with its traceback.
+    """
     summary = None
     try:
         summary = await service.ingestor.ingest_paths(paths)
     except* AgentTrioError as group:
-        for exc in group.exceptions:
+        for exc in _leaves(group):
             log.error("INGEST_ON_START failed: %s", exc)
+    except* Exception as group:
+        log.error("INGEST_ON_START failed unexpectedly", exc_info=group)
     if summary is None:
         return
     log.info(
@@ -131,6 +137,13 @@ async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
     )
     for source, reason in summary.failed:
         log.warning("INGEST_ON_START could not ingest %s: %s", source, reason)
+
+
+def _leaves(group: BaseExceptionGroup[T]) -> list[T]:
+    out: list[T] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def _dialect(engine: EngineInfo | None, http: httpx.AsyncClient) -> Dialect:
