@@ -45,6 +45,7 @@ __all__ = ["Service", "ServiceHooks", "open_service", "serve_service"]
 
 log = logging.getLogger("agent_trio.service")
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 EmbedderOpener = Callable[[Settings], AbstractAsyncContextManager[Embedder]]
 LlmOpener = Callable[[Settings], AbstractAsyncContextManager[LlmClient | None]]
@@ -139,8 +140,8 @@ async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
         log.warning("INGEST_ON_START could not ingest %s: %s", source, reason)
 
 
-def _leaves(group: BaseExceptionGroup[T]) -> list[T]:
-    out: list[T] = []
+def _leaves(group: BaseExceptionGroup[E]) -> list[E]:
+    out: list[E] = []
     for exc in group.exceptions:
         out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return out
