@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from agent_trio import ConfigError, Settings, load_settings
 
@@ -95,3 +96,26 @@ def test_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings()
     assert "sk-secret-value" not in repr(s)
     assert "sk-secret-value" not in str(s.summary())
+
+
+def test_resolution_fills_the_raw_values_and_the_model_stays_frozen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GRAPH_DIALECT", "auto")
+    monkeypatch.setenv("EMBEDDING_API_KEY", "jina-key")
+    monkeypatch.setenv("EMBEDDING_MODEL", "my-model")
+    s = load_settings()
+    assert s.graph_dialect == "arcadedb"
+    assert s.embedding_provider == "jina"
+    assert s.embedding_base_url == "https://api.jina.ai/v1"
+    assert s.embedding_model == "my-model"  # given: kept
+    assert s.embedding_dimensions == 1024  # the provider's default
+    assert (s.llm_provider, s.llm_base_url, s.llm_choice) == ("none", None, "extractive")
+    with pytest.raises(ValidationError):
+        s.embedding_model = "other"  # type: ignore[misc]
+
+
+def test_an_unknown_provider_is_reported_not_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDING_PROVIDER", "acme")
+    with pytest.raises(ConfigError, match="EMBEDDING_PROVIDER='acme'"):
+        load_settings()
