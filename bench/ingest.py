@@ -51,7 +51,7 @@ from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
 from agent_trio.graph import KnowledgeStore
 from agent_trio.ingest import Ingestor, IngestSummary, RuleExtractor
-from agent_trio.service import ServiceHooks, open_service
+from agent_trio.service import ServiceHooks, engine_config, open_service
 from agent_trio.upstream import Embedder, open_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -264,7 +264,7 @@ async def run(copies: int) -> tuple[list[Row], int]:
         )
         async with trio.open_nursery() as nursery:
             log("starting the embedded engine")
-            engine: EngineInfo = await nursery.start(run_embedded_engine, local)
+            engine: EngineInfo = await nursery.start(run_embedded_engine, engine_config(local))
             rows = [
                 await measure("local (all-MiniLM-L6-v2, CPU)", local, engine, folder, None),
                 await measure(

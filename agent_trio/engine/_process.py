@@ -21,6 +21,7 @@ Exit is awaited on a pidfd, so no thread waits for the child either.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -63,8 +64,11 @@ class ChildProcess:
         :class:`EngineError` when ``setpriv`` is missing, ``OSError`` when it cannot
         be run.
         """
+        setpriv = find_setpriv()
+        if shutil.which(command[0]) is None:  # said here: past setpriv it is only an exit status
+            raise FileNotFoundError(errno.ENOENT, "no such executable", command[0])
         guarded = [
-            find_setpriv(),
+            setpriv,
             "--pdeathsig",
             "KILL",
             "--",

@@ -1,6 +1,14 @@
 """The service room: the root-nursery task that opens and closes every resource."""
 
+from agent_trio.service._engine import engine_config
 from agent_trio.service._health import health_report
 from agent_trio.service._service import Service, ServiceHooks, open_service, serve_service
 
-__all__ = ["Service", "ServiceHooks", "health_report", "open_service", "serve_service"]
+__all__ = [
+    "Service",
+    "ServiceHooks",
+    "engine_config",
+    "health_report",
+    "open_service",
+    "serve_service",
+]

@@ -13,10 +13,10 @@ import trio
 
 from agent_trio._errors import ConfigError, EngineError
 from agent_trio._settings import Settings
-from agent_trio.engine import EngineInfo, run_embedded_engine
+from agent_trio.engine import EngineConfig, EngineInfo, run_embedded_engine
 from agent_trio.upstream import import_local_model_libraries
 
-__all__ = ["engine_or_external", "warm_imports"]
+__all__ = ["engine_config", "engine_or_external", "warm_imports"]
 
 log = logging.getLogger("agent_trio.service")
 T = TypeVar("T")
@@ -34,6 +34,16 @@ class _Reported(Generic[T]):
         self._inner.started(value)
 
 
+def engine_config(settings: Settings) -> EngineConfig:
+    """The embedded engine's config: ``AGENT_DATA_DIR`` and the ``ENGINE_*`` settings."""
+    return EngineConfig(
+        data_dir=settings.agent_data_dir,
+        heap_mb=settings.engine_heap_mb,
+        start_timeout=settings.engine_start_timeout_seconds,
+        stop_grace=settings.engine_stop_grace_seconds,
+    )
+
+
 async def _run_engine(
     settings: Settings, *, task_status: trio.TaskStatus[EngineInfo] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -45,7 +55,7 @@ async def _run_engine(
     """
     status = _Reported(task_status)
     try:
-        await run_embedded_engine(settings, task_status=status)  # type: ignore[arg-type]
+        await run_embedded_engine(engine_config(settings), task_status=status)  # type: ignore[arg-type]
     except EngineError as exc:
         if not status.reported:
             raise
