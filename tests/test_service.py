@@ -11,11 +11,19 @@ from pathlib import Path
 
 import pytest
 import trio
+from prometheus_client import generate_latest
 
 from agent_trio import GraphUnavailable, ResourceClosed, Settings, load_settings
+from agent_trio.app._metrics import Metrics
 from agent_trio.engine import EngineInfo
 from agent_trio.ingest import Ingestor, document_id_for
-from agent_trio.service import ServiceHooks, health_report, open_service, serve_service
+from agent_trio.service import (
+    LimiterStats,
+    ServiceHooks,
+    health_report,
+    open_service,
+    serve_service,
+)
 from agent_trio.upstream import Embedder, open_embedder
 from tests.fakes import openai_embeddings_transport
 
@@ -62,7 +70,7 @@ async def test_open_service_with_a_running_engine(engine_info: EngineInfo, tmp_p
     hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
     async with open_service(settings, hooks=hooks) as service:
         await service.graph.ping()
-        assert set(service.limiters) == {"graph", "embedding", "chat"}
+        assert set(service.limiters) == {"graph", "graph_health", "write", "embedding", "chat"}
         assert service.limiters["chat"].total_tokens == settings.chat_max_concurrency
         vectors = await service.embedder.embed(["alpha", "beta"])
         assert [len(v) for v in vectors] == [16, 16]
@@ -210,3 +218,22 @@ async def test_ingest_on_start_is_never_fatal(
                 await trio.sleep(0.01)
         await service.graph.ping()  # still serving
     assert "RuntimeError: a bug in the pipeline" in caplog.text
+
+
+async def test_metrics_and_health_list_every_limiter_the_service_uses(
+    engine_info: EngineInfo, tmp_path: Path
+) -> None:
+    hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
+    async with open_service(fake_api_settings(tmp_path), hooks=hooks) as service:
+        assert service.limiters["write"] is service.knowledge.write_limiter
+        metrics = Metrics(lambda: service)
+        async with service.knowledge.write_limiter:  # a replacement in progress
+            stats = service.limiter_statistics()
+            text = generate_latest(metrics.registry).decode()
+            report = await health_report(service)
+        assert stats["write"] == LimiterStats(borrowed=1, total=1, waiting=0)
+        assert 'agent_trio_limiter_borrowed{limiter="write"} 1.0' in text
+        for name in service.limiters:
+            assert f'agent_trio_limiter_total{{limiter="{name}"}}' in text
+        assert report["limiters"]["write"] == {"borrowed": 1, "total": 1, "waiting": 0}
+        assert set(report["limiters"]) == set(service.limiters)

@@ -2,9 +2,16 @@
 
 from agent_trio.service._engine import engine_config
 from agent_trio.service._health import health_report
-from agent_trio.service._service import Service, ServiceHooks, open_service, serve_service
+from agent_trio.service._service import (
+    LimiterStats,
+    Service,
+    ServiceHooks,
+    open_service,
+    serve_service,
+)
 
 __all__ = [
+    "LimiterStats",
     "Service",
     "ServiceHooks",
     "engine_config",

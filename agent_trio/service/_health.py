@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -41,7 +42,9 @@ async def health_report(service: Service) -> dict[str, Any]:
         "version": service.version,
         "uptime_seconds": round(service.uptime_seconds(), 3),
         "checks": {"graph": graph, "embedder": embedder, "llm": llm},
-        "limiters": service.limiter_statistics(),
+        "limiters": {
+            name: dataclasses.asdict(stats) for name, stats in service.limiter_statistics().items()
+        },
     }
 
 

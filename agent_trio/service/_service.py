@@ -41,7 +41,7 @@ from agent_trio.search import Searcher
 from agent_trio.service._engine import engine_or_external, warm_imports
 from agent_trio.upstream import Embedder, LlmClient, open_embedder, open_llm
 
-__all__ = ["Service", "ServiceHooks", "open_service", "serve_service"]
+__all__ = ["LimiterStats", "Service", "ServiceHooks", "open_service", "serve_service"]
 
 log = logging.getLogger("agent_trio.service")
 T = TypeVar("T")
@@ -93,16 +93,23 @@ class Service:
         """Ask :func:`serve_service` to close everything and return."""
         self._stop.set()
 
-    def limiter_statistics(self) -> dict[str, dict[str, float | int]]:
-        out: dict[str, dict[str, float | int]] = {}
-        for name, limiter in self.limiters.items():
-            stats = limiter.statistics()
-            out[name] = {
-                "borrowed": stats.borrowed_tokens,
-                "total": stats.total_tokens,
-                "waiting": stats.tasks_waiting,
-            }
-        return out
+    def limiter_statistics(self) -> dict[str, LimiterStats]:
+        """Each limiter the service uses, by name, as it is now."""
+        return {name: LimiterStats.of(limiter) for name, limiter in self.limiters.items()}
+
+
+@dataclass(frozen=True)
+class LimiterStats:
+    """One concurrency limiter's state: tokens in use, tokens in all, tasks waiting."""
+
+    borrowed: int
+    total: float
+    waiting: int
+
+    @classmethod
+    def of(cls, limiter: trio.CapacityLimiter) -> LimiterStats:
+        stats = limiter.statistics()
+        return cls(stats.borrowed_tokens, stats.total_tokens, stats.tasks_waiting)
 
 
 def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:
@@ -197,6 +204,8 @@ async def open_service(
             limiters["llm"] = llm.limiter
         limiters["chat"] = trio.CapacityLimiter(settings.chat_max_concurrency)
         knowledge = KnowledgeStore(graph, _dialect(engine, http), dimensions=embedder.dimensions)
+        limiters["write"] = knowledge.write_limiter
+        limiters["graph_health"] = graph.health_limiter
         await knowledge.ensure_schema()
         service = Service(
             settings=settings,
