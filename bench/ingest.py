@@ -51,7 +51,7 @@ from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
 from agent_trio.graph import KnowledgeStore
 from agent_trio.ingest import Ingestor, IngestSummary, RuleExtractor
-from agent_trio.service import ServiceHooks, engine_config, open_service
+from agent_trio.service import ServiceHooks, embedding_config, engine_config, open_service
 from agent_trio.upstream import Embedder, open_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ def instant_transport() -> httpx.MockTransport:
 
 
 def open_instant(settings: Settings) -> AbstractAsyncContextManager[Embedder]:
-    return open_embedder(settings, transport=instant_transport())
+    return open_embedder(embedding_config(settings), transport=instant_transport())
 
 
 # -- instruments ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ from agent_trio import Settings
 from agent_trio.app import create_app
 from agent_trio.app._context import RUNNER_KEY
 from agent_trio.engine import EngineInfo
-from agent_trio.service import ServiceHooks
+from agent_trio.service import ServiceHooks, embedding_config
 from agent_trio.upstream import Embedder, open_embedder
 from tests.fakes import openai_embeddings_transport
 from tests.test_service import fake_api_settings, fake_embedder, pid_alive
@@ -85,7 +85,7 @@ async def test_metrics_expose_each_upstream_s_attempts_failures_and_breaker(
 
     def embedder(settings: Settings) -> AsyncIterator[Embedder]:
         transport = httpx.MockTransport(first_fails)
-        return open_embedder(settings, transport=transport)  # type: ignore[return-value]
+        return open_embedder(embedding_config(settings), transport=transport)  # type: ignore[return-value]
 
     app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=embedder))
     async with app.test_app() as test_app:

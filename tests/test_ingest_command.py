@@ -35,6 +35,7 @@ from agent_trio.ingest import (
     parse_document,
     progress_for,
 )
+from agent_trio.service import llm_config
 from agent_trio.upstream import open_llm
 from tests.fakes import hashed_vector
 
@@ -232,7 +233,7 @@ async def test_with_an_llm_the_extractor_asks_it(clean_env: Path) -> None:
 
     settings = load_settings(llm_provider="openai", llm_base_url="http://llm.test/v1")
     doc = parse_document("a.md", "# A\n\nIda Berg founded Nordlys Labs in 2019.")
-    async with open_llm(settings, transport=httpx.MockTransport(handle)) as llm:
+    async with open_llm(llm_config(settings), transport=httpx.MockTransport(handle)) as llm:
         extractor = extractor_for(settings, llm)
         assert isinstance(extractor, LlmExtractor)
         extraction = await extractor.extract(doc, chunk_text(doc.content, size=500, overlap=0))

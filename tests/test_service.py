@@ -20,6 +20,7 @@ from agent_trio.ingest import Ingestor, document_id_for
 from agent_trio.service import (
     LimiterStats,
     ServiceHooks,
+    embedding_config,
     health_report,
     open_service,
     serve_service,
@@ -47,7 +48,8 @@ def fake_api_settings(tmp_path: Path, **overrides: object) -> Settings:
 def fake_embedder(settings: Settings) -> AsyncIterator[Embedder]:
     assert settings.embedding_dimensions is not None
     return open_embedder(
-        settings, transport=openai_embeddings_transport(settings.embedding_dimensions)
+        embedding_config(settings),
+        transport=openai_embeddings_transport(settings.embedding_dimensions),
     )  # type: ignore[return-value]
 
 

@@ -119,3 +119,42 @@ def test_an_unknown_provider_is_reported_not_resolved(monkeypatch: pytest.Monkey
     monkeypatch.setenv("EMBEDDING_PROVIDER", "acme")
     with pytest.raises(ConfigError, match="EMBEDDING_PROVIDER='acme'"):
         load_settings()
+
+
+def test_the_rooms_get_small_typed_configs_built_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from agent_trio.service import embedding_config, engine_config, llm_config
+
+    monkeypatch.setenv("LLM_PROVIDER", "openrouter")
+    monkeypatch.setenv("LLM_API_KEY", "sk-secret-value")
+    monkeypatch.setenv("EMBEDDING_BASE_URL", "http://127.0.0.1:9/v1")
+    s = load_settings(
+        agent_data_dir=tmp_path, engine_heap_mb=256, upstream_max_attempts=2, llm_max_concurrency=3
+    )
+    engine = engine_config(s)
+    assert (engine.data_dir, engine.heap_mb, engine.start_timeout, engine.stop_grace) == (
+        tmp_path,
+        256,
+        60,
+        5,
+    )
+    embedding = embedding_config(s)
+    assert (embedding.provider, embedding.model, embedding.dimensions) == (
+        "openai",
+        "text-embedding-3-small",
+        1536,
+    )
+    assert embedding.upstream is not None
+    assert embedding.upstream.base_url == "http://127.0.0.1:9/v1"
+    assert (embedding.upstream.max_concurrency, embedding.upstream.max_attempts) == (3, 2)
+    llm = llm_config(s)
+    assert llm is not None
+    assert (llm.provider, llm.model) == ("openrouter", "openai/gpt-4o-mini")
+    assert llm.upstream.base_url == "https://openrouter.ai/api/v1"
+    assert llm.upstream.extra_headers == {"X-Title": "agent-trio"}
+    assert llm.upstream.max_concurrency == 3
+    assert "sk-secret-value" not in repr(llm)
+    assert llm_config(load_settings(llm_provider="none")) is None
+    monkeypatch.delenv("EMBEDDING_BASE_URL")
+    assert embedding_config(load_settings()).upstream is None  # local: no HTTP API

@@ -1,6 +1,6 @@
 """The service room: the root-nursery task that opens and closes every resource."""
 
-from agent_trio.service._engine import engine_config
+from agent_trio.service._configs import embedding_config, engine_config, llm_config
 from agent_trio.service._health import health_report
 from agent_trio.service._service import (
     LimiterStats,
@@ -14,8 +14,10 @@ __all__ = [
     "LimiterStats",
     "Service",
     "ServiceHooks",
+    "embedding_config",
     "engine_config",
     "health_report",
+    "llm_config",
     "open_service",
     "serve_service",
 ]

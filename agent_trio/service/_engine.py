@@ -13,10 +13,11 @@ import trio
 
 from agent_trio._errors import ConfigError, EngineError
 from agent_trio._settings import Settings
-from agent_trio.engine import EngineConfig, EngineInfo, run_embedded_engine
+from agent_trio.engine import EngineInfo, run_embedded_engine
+from agent_trio.service._configs import engine_config
 from agent_trio.upstream import import_local_model_libraries
 
-__all__ = ["engine_config", "engine_or_external", "warm_imports"]
+__all__ = ["engine_or_external", "warm_imports"]
 
 log = logging.getLogger("agent_trio.service")
 T = TypeVar("T")
@@ -32,16 +33,6 @@ class _Reported(Generic[T]):
     def started(self, value: T) -> None:
         self.reported = True
         self._inner.started(value)
-
-
-def engine_config(settings: Settings) -> EngineConfig:
-    """The embedded engine's config: ``AGENT_DATA_DIR`` and the ``ENGINE_*`` settings."""
-    return EngineConfig(
-        data_dir=settings.agent_data_dir,
-        heap_mb=settings.engine_heap_mb,
-        start_timeout=settings.engine_start_timeout_seconds,
-        stop_grace=settings.engine_stop_grace_seconds,
-    )
 
 
 async def _run_engine(

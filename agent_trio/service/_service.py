@@ -38,6 +38,7 @@ from agent_trio.graph import (
 )
 from agent_trio.ingest import Ingestor, extractor_for
 from agent_trio.search import Searcher
+from agent_trio.service._configs import embedding_config, llm_config
 from agent_trio.service._engine import engine_or_external, warm_imports
 from agent_trio.upstream import Embedder, LlmClient, open_embedder, open_llm
 
@@ -49,6 +50,14 @@ E = TypeVar("E", bound=BaseException)
 
 EmbedderOpener = Callable[[Settings], AbstractAsyncContextManager[Embedder]]
 LlmOpener = Callable[[Settings], AbstractAsyncContextManager[LlmClient | None]]
+
+
+def _open_configured_embedder(settings: Settings) -> AbstractAsyncContextManager[Embedder]:
+    return open_embedder(embedding_config(settings))
+
+
+def _open_configured_llm(settings: Settings) -> AbstractAsyncContextManager[LlmClient | None]:
+    return open_llm(llm_config(settings))
 
 
 @dataclass(frozen=True)
@@ -183,8 +192,8 @@ async def open_service(
             "unset NEO4J_URI to use the embedded engine, or use GRAPH_DIALECT=neo4j"
         )
     limiters = {"graph": trio.CapacityLimiter(settings.graph_max_concurrency)}
-    open_emb = hooks.embedder or open_embedder
-    open_chat_llm = hooks.llm or open_llm
+    open_emb = hooks.embedder or _open_configured_embedder
+    open_chat_llm = hooks.llm or _open_configured_llm
     async with (
         warm_imports(settings if hooks.embedder is None else None),
         engine_or_external(settings, hooks.engine) as engine,
