@@ -10,11 +10,24 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "agent_trio"
 
-#: room -> modules it must not import: the rooms above it, and Quart below ``app``
+#: room -> modules it must not import: the rooms above it, and Quart below ``app``;
+#: the engine and the upstream clients take typed configs, not the settings
 _ABOVE = {
-    "engine": ["agent_trio.service", "agent_trio.app", "agent_trio._cli", "quart"],
+    "engine": [
+        "agent_trio.service",
+        "agent_trio.app",
+        "agent_trio._cli",
+        "agent_trio._settings",
+        "quart",
+    ],
     "graph": ["agent_trio.service", "agent_trio.app", "agent_trio.ingest", "quart"],
-    "upstream": ["agent_trio.service", "agent_trio.app", "agent_trio._cli", "quart"],
+    "upstream": [
+        "agent_trio.service",
+        "agent_trio.app",
+        "agent_trio._cli",
+        "agent_trio._settings",
+        "quart",
+    ],
     "ingest": ["agent_trio.service", "agent_trio.app", "agent_trio._cli", "quart"],
     "search": ["agent_trio.service", "agent_trio.app", "agent_trio._cli", "quart"],
     "service": ["agent_trio.app", "agent_trio._cli", "agent_trio._ingest_cli", "quart"],
