@@ -14,8 +14,7 @@ from quart.typing import TestClientProtocol as Client
 from quart_trio.testing import TrioTestApp
 
 from agent_trio import Settings
-from agent_trio.app import create_app
-from agent_trio.app._context import RUNNER_KEY
+from agent_trio.app import create_app, running_service
 from agent_trio.engine import EngineInfo
 from agent_trio.service import ServiceHooks, embedding_config
 from agent_trio.upstream import Embedder, open_embedder
@@ -164,7 +163,10 @@ async def test_health_turns_503_when_the_engine_dies(tmp_path: Path) -> None:
             assert healthy.status_code == 200
             body = await healthy.get_json()
             assert body["checks"]["graph"]["status"] == "ok"
-            pid = app.extensions[RUNNER_KEY].service.engine.pid
+            service = running_service(app)
+            assert service is not None
+            assert service.engine is not None
+            pid = service.engine.pid
             os.kill(pid, signal.SIGKILL)
             while pid_alive(pid):  # noqa: ASYNC110 - polling another process
                 await trio.sleep(0.05)
