@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args.config, args.bind)
     if args.command == "ingest":
-        from agent_trio.ingest import run_ingest_command
+        from agent_trio._ingest_cli import run_ingest_command
 
         return run_ingest_command(args.paths, clean=args.clean)
     print("chat: not available in this version", file=sys.stderr)
@@ -51,19 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(config_path: Path, bind: list[str] | None) -> int:
     from hypercorn.config import Config
-    from hypercorn.run import run
+
+    from agent_trio.app._serve import serve
 
     config = Config.from_toml(config_path) if config_path.exists() else Config()
     if not config_path.exists():
-        config.worker_class = "trio"
-        config.workers = 0
         config.bind = ["127.0.0.1:8058"]
-    config.application_path = "agent_trio.app:app"
     if bind:
         config.bind = bind
-    try:
-        return run(config)
-    except OSError as exc:  # the sockets are bound before the app starts: a busy port
-        where = ", ".join(config.bind)
-        print(f"agent-trio: cannot serve on {where}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+    return serve(config)

@@ -1,10 +1,13 @@
 """Configuration, from the environment and a ``.env`` file in the working directory.
 
 The variable names are part of the external contract (``API.md``): a field ``foo_bar``
-is read from ``FOO_BAR``. After validation the provider-dependent fields are resolved:
-``llm_provider``, ``embedding_provider`` and ``graph_dialect`` are never ``None`` or
-``"auto"``, and the base URL, model and dimensions are filled from the provider's
-defaults where unset.
+is read from ``FOO_BAR``. The provider-dependent values are resolved in the raw
+values, before validation (the model is frozen, and is never changed after): an unset
+``LLM_PROVIDER``, ``EMBEDDING_PROVIDER`` or ``GRAPH_DIALECT=auto`` becomes the provider
+or dialect it implies, and the base URL, model and dimensions are filled from the
+provider's defaults where unset. So ``llm_provider``, ``embedding_provider``,
+``graph_dialect``, ``llm_choice``, ``embedding_model`` and ``embedding_dimensions``
+are typed as always set.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ __all__ = ["EMBEDDING_DEFAULTS", "LLM_DEFAULTS", "Settings", "load_settings"]
 
 LlmProvider = Literal["openai", "ollama", "openrouter", "none"]
 EmbeddingProvider = Literal["jina", "openai", "local"]
-GraphDialect = Literal["auto", "neo4j", "arcadedb"]
+GraphDialect = Literal["neo4j", "arcadedb"]
 
 #: provider -> (base URL, model)
 LLM_DEFAULTS: dict[str, tuple[str, str]] = {
@@ -56,7 +59,8 @@ class Settings(BaseSettings):
     neo4j_user: str = "neo4j"
     neo4j_password: SecretStr | None = None
     neo4j_database: str = "neo4j"
-    graph_dialect: GraphDialect = "auto"
+    #: ``GRAPH_DIALECT=auto`` (the default): ``neo4j`` when NEO4J_URI is set, else ``arcadedb``
+    graph_dialect: GraphDialect = "arcadedb"
     graph_max_concurrency: int = Field(16, ge=1, le=1024)
     #: server-side transaction timeout; shorter than any Trio deadline around a query
     graph_query_timeout_seconds: float = Field(30.0, gt=0)
@@ -67,20 +71,20 @@ class Settings(BaseSettings):
     engine_stop_grace_seconds: float = Field(5.0, gt=0)
 
     # -- LLM ---------------------------------------------------------------
-    llm_provider: LlmProvider | None = None
+    llm_provider: LlmProvider = "none"
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
-    llm_choice: str | None = None
+    llm_choice: str = LLM_DEFAULTS["none"][1]
     llm_max_concurrency: int = Field(8, ge=1, le=1024)
     llm_rate_limit_per_minute: int = Field(0, ge=0)
     llm_request_timeout_seconds: float = Field(120.0, gt=0)
 
     # -- embeddings --------------------------------------------------------
-    embedding_provider: EmbeddingProvider | None = None
+    embedding_provider: EmbeddingProvider = "local"
     embedding_base_url: str | None = None
     embedding_api_key: SecretStr | None = None
-    embedding_model: str | None = None
-    embedding_dimensions: int | None = Field(None, ge=1, le=8192)
+    embedding_model: str = EMBEDDING_DEFAULTS["local"][1]
+    embedding_dimensions: int = Field(EMBEDDING_DEFAULTS["local"][2], ge=1, le=8192)
     embedding_max_concurrency: int = Field(3, ge=1, le=1024)
     embedding_rate_limit_per_minute: int = Field(60, ge=0)
     embedding_batch_size: int = Field(100, ge=1, le=2048)
@@ -111,51 +115,27 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _blank_is_unset(cls, data: Any) -> Any:
+    def _resolve_raw(cls, data: Any) -> Any:
+        """Blank means unset; then fill what the providers and the graph imply."""
+        if not isinstance(data, dict):
+            return data
         # ``FOO=`` in a .env file means "not set", not "the empty string".
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
-        return data
+        raw = {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
+        _resolve_graph(raw)
+        _resolve_llm(raw)
+        _resolve_embedding(raw)
+        return raw
 
     @model_validator(mode="after")
-    def _resolve(self) -> Settings:
-        set_ = object.__setattr__  # the model is frozen; resolution happens once, here
-        if self.graph_dialect == "auto":
-            set_(self, "graph_dialect", "neo4j" if self.neo4j_uri else "arcadedb")
+    def _check(self) -> Settings:
         if self.neo4j_uri and self.neo4j_uri.split("://", 1)[0] not in _BOLT_SCHEMES:
             raise ValueError(f"NEO4J_URI must start with one of {sorted(_BOLT_SCHEMES)}://")
-
-        if self.llm_provider is None:
-            auto = self.llm_base_url is not None or self.llm_api_key is not None
-            set_(self, "llm_provider", "openai" if auto else "none")
-        assert self.llm_provider is not None
-        llm_url, llm_model = LLM_DEFAULTS[self.llm_provider]
-        if self.llm_base_url is None and llm_url:
-            set_(self, "llm_base_url", llm_url)
-        if self.llm_choice is None:
-            set_(self, "llm_choice", llm_model)
-        own_url = self.llm_base_url == llm_url
+        own_url = self.llm_base_url == LLM_DEFAULTS[self.llm_provider][0]
         if self.llm_provider in ("openai", "openrouter") and self.llm_api_key is None and own_url:
             raise ValueError(
                 f"LLM_API_KEY is required when LLM_PROVIDER={self.llm_provider} "
                 "and LLM_BASE_URL is the provider's own"
             )
-
-        if self.embedding_provider is None:
-            if self.embedding_base_url is not None:
-                set_(self, "embedding_provider", "openai")
-            elif self.embedding_api_key is not None:
-                set_(self, "embedding_provider", "jina")
-            else:
-                set_(self, "embedding_provider", "local")
-        assert self.embedding_provider is not None
-        emb_url, emb_model, emb_dims = EMBEDDING_DEFAULTS[self.embedding_provider]
-        if self.embedding_base_url is None and emb_url:
-            set_(self, "embedding_base_url", emb_url)
-        if self.embedding_model is None:
-            set_(self, "embedding_model", emb_model)
-        if self.embedding_dimensions is None:
-            set_(self, "embedding_dimensions", emb_dims)
         if self.embedding_provider == "jina" and self.embedding_api_key is None:
             raise ValueError("EMBEDDING_API_KEY is required when EMBEDDING_PROVIDER=jina")
         if (
@@ -165,7 +145,6 @@ class Settings(BaseSettings):
             raise ValueError(
                 "EMBEDDING_DIMENSIONS must be 384 (or unset) when EMBEDDING_PROVIDER=local"
             )
-
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("CHUNK_OVERLAP must be smaller than CHUNK_SIZE")
         return self
@@ -205,6 +184,46 @@ class Settings(BaseSettings):
 
 
 _BOLT_SCHEMES = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _resolve_graph(raw: dict[str, Any]) -> None:
+    if _lower(raw.get("graph_dialect", "auto")) == "auto":
+        raw["graph_dialect"] = "neo4j" if raw.get("neo4j_uri") is not None else "arcadedb"
+
+
+def _resolve_llm(raw: dict[str, Any]) -> None:
+    if raw.get("llm_provider") is None:
+        given = raw.get("llm_base_url") is not None or raw.get("llm_api_key") is not None
+        raw["llm_provider"] = "openai" if given else "none"
+    defaults = LLM_DEFAULTS.get(_lower(raw["llm_provider"]))
+    if defaults is None:
+        return  # not a provider: validation says so
+    url, model = defaults
+    if url:
+        raw.setdefault("llm_base_url", url)
+    raw.setdefault("llm_choice", model)
+
+
+def _resolve_embedding(raw: dict[str, Any]) -> None:
+    if raw.get("embedding_provider") is None:
+        if raw.get("embedding_base_url") is not None:
+            raw["embedding_provider"] = "openai"
+        elif raw.get("embedding_api_key") is not None:
+            raw["embedding_provider"] = "jina"
+        else:
+            raw["embedding_provider"] = "local"
+    defaults = EMBEDDING_DEFAULTS.get(_lower(raw["embedding_provider"]))
+    if defaults is None:
+        return
+    url, model, dimensions = defaults
+    if url:
+        raw.setdefault("embedding_base_url", url)
+    raw.setdefault("embedding_model", model)
+    raw.setdefault("embedding_dimensions", dimensions)
 
 
 def load_settings(**overrides: Any) -> Settings:

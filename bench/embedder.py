@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _report import write_section
 
 from agent_trio import AgentTrioError, load_settings
+from agent_trio.service import embedding_config
 from agent_trio.upstream import UpstreamTuning, open_embedder, use_own_retry_logs
 from tests.support.fake_embeddings import text_vector
 
@@ -147,7 +148,7 @@ async def ours_embed(
         embedding_request_timeout_seconds=30,
     )
     tuning = UpstreamTuning(rate_period=window)
-    async with open_embedder(settings, tuning=tuning) as embedder:
+    async with open_embedder(embedding_config(settings), tuning=tuning) as embedder:
         started.append(time.perf_counter())  # the client is open: the work starts
         vectors = await embedder.embed(texts)
         return vectors, embedder.statistics()

@@ -50,7 +50,7 @@ from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
 from agent_trio.graph import KnowledgeStore
 from agent_trio.ingest import Ingestor, IngestSummary, RuleExtractor
-from agent_trio.service import ServiceHooks, open_service
+from agent_trio.service import ServiceHooks, embedding_config, engine_config, open_service
 from agent_trio.upstream import Embedder, open_embedder
 from tests.support.fake_embeddings import FakeEmbeddings
 
@@ -86,7 +86,7 @@ def instant_transport() -> httpx.MockTransport:
 
 
 def open_instant(settings: Settings) -> AbstractAsyncContextManager[Embedder]:
-    return open_embedder(settings, transport=instant_transport())
+    return open_embedder(embedding_config(settings), transport=instant_transport())
 
 
 # -- instruments ---------------------------------------------------------------------
@@ -245,7 +245,7 @@ async def run(copies: int) -> tuple[list[Row], int]:
         )
         async with trio.open_nursery() as nursery:
             log("starting the embedded engine")
-            engine: EngineInfo = await nursery.start(run_embedded_engine, local)
+            engine: EngineInfo = await nursery.start(run_embedded_engine, engine_config(local))
             rows = [
                 await measure("local (all-MiniLM-L6-v2, CPU)", local, engine, folder, None),
                 await measure(

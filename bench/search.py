@@ -57,6 +57,7 @@ from agent_trio.graph import (
     open_graph,
 )
 from agent_trio.search import Searcher
+from agent_trio.service import engine_config
 
 DIMENSIONS = 384
 CHUNKS_PER_DOCUMENT = 100
@@ -244,7 +245,7 @@ async def run(sizes: list[int], n_queries: int, heap_mb: int) -> list[Row]:
         engine_log.propagate = False
         async with trio.open_nursery() as nursery:
             log("starting the embedded engine")
-            info: EngineInfo = await nursery.start(run_embedded_engine, settings)
+            info: EngineInfo = await nursery.start(run_embedded_engine, engine_config(settings))
             try:
                 return await bench(info, watch, sizes, n_queries)
             finally:

@@ -18,6 +18,7 @@ import trio
 
 from agent_trio import Settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
+from agent_trio.service import engine_config
 
 __all__ = ["BackgroundEngine", "own_database"]
 
@@ -72,7 +73,8 @@ class BackgroundEngine:
         self._token = trio.lowlevel.current_trio_token()
         with trio.CancelScope() as self._scope:
             async with trio.open_nursery() as nursery:
-                self._info = await nursery.start(run_embedded_engine, self._settings)
+                config = engine_config(self._settings)
+                self._info = await nursery.start(run_embedded_engine, config)
                 self._ready.set()
 
 

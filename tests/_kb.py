@@ -22,6 +22,7 @@ import trio_asyncio
 from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo
 from agent_trio.graph import ArcadeDialect, GraphGateway, GraphTarget, KnowledgeStore, open_graph
+from agent_trio.service import embedding_config
 from agent_trio.upstream import Embedder, open_embedder
 from tests._engine import own_database
 from tests.support.fake_embeddings import FakeEmbeddings
@@ -47,7 +48,7 @@ def embedding_settings(tmp_path: Path, **overrides: Any) -> Settings:
 def open_fake_embedder(
     settings: Settings, fake: FakeEmbeddings
 ) -> AbstractAsyncContextManager[Embedder]:
-    return open_embedder(settings, transport=fake.transport())
+    return open_embedder(embedding_config(settings), transport=fake.transport())
 
 
 class SpyStore(KnowledgeStore):

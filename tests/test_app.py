@@ -14,9 +14,9 @@ import trio
 from quart.typing import TestClientProtocol as Client
 
 from agent_trio import Settings
-from agent_trio.app import create_app
+from agent_trio.app import create_app, running_service
 from agent_trio.engine import EngineInfo
-from agent_trio.service import ServiceHooks
+from agent_trio.service import ServiceHooks, embedding_config
 from agent_trio.upstream import Embedder, open_embedder
 from tests.support.fake_embeddings import FakeEmbeddings
 from tests.support.service import (
@@ -66,7 +66,7 @@ async def test_health_reports_each_limiter_as_it_is_used(
     app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder))
     async with running(app) as test_app:
         client = test_app.test_client()
-        limiters = app.extensions["agent_trio.service"].limiters
+        limiters = running_service(app).limiters
         idle = (await (await client.get("/health")).get_json())["limiters"]
         assert idle["chat"] == {"borrowed": 0, "total": 3, "waiting": 0}
         # hold a slot of the embedding and chat limiters: /health must count them
@@ -102,7 +102,7 @@ async def test_metrics_expose_each_upstream_s_attempts_failures_and_breaker(
     fake = FakeEmbeddings(dimensions=settings.embedding_dimensions, script=first_fails)
 
     def embedder(settings: Settings) -> AbstractAsyncContextManager[Embedder]:
-        return open_embedder(settings, transport=fake.transport())
+        return open_embedder(embedding_config(settings), transport=fake.transport())
 
     app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=embedder))
     async with running(app) as test_app:
@@ -181,7 +181,10 @@ async def test_health_turns_503_when_the_engine_dies(tmp_path: Path) -> None:
             assert healthy.status_code == 200
             body = await healthy.get_json()
             assert body["checks"]["graph"]["status"] == "ok"
-            pid = app.extensions["agent_trio.service"].engine.pid
+            service = running_service(app)
+            assert service is not None
+            assert service.engine is not None
+            pid = service.engine.pid
             os.kill(pid, signal.SIGKILL)
             while pid_alive(pid):  # noqa: ASYNC110 - polling another process
                 await trio.sleep(0.05)
@@ -198,6 +201,6 @@ async def test_health_turns_503_when_the_engine_dies(tmp_path: Path) -> None:
             assert search.status_code == 503  # never an empty 200 that hides the outage
             error = (await search.get_json())["error"]
             assert error["code"] == "graph_unavailable"
-            port = app.extensions["agent_trio.service"].engine.bolt_uri.rsplit(":", 1)[1]
+            port = running_service(app).engine.bolt_uri.rsplit(":", 1)[1]
             assert port not in error["message"]
             assert search.headers["Retry-After"]

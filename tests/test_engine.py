@@ -23,8 +23,8 @@ import httpx
 import pytest
 import trio
 
-from agent_trio import DataDirLocked, EngineError, Settings, load_settings
-from agent_trio.engine import EngineInfo, run_embedded_engine
+from agent_trio import DataDirLocked, EngineError
+from agent_trio.engine import EngineConfig, EngineInfo, run_embedded_engine
 from agent_trio.engine._bolt import bolt_handshake
 from agent_trio.engine._credentials import load_or_create_password
 from agent_trio.engine._output import TAIL_LINES, EngineOutput
@@ -37,8 +37,8 @@ ENGINE_LOGGER = "agent_trio.engine"
 # -- helpers -------------------------------------------------------------------
 
 
-def _settings(tmp_path: Path, **overrides: Any) -> Settings:
-    return load_settings(agent_data_dir=tmp_path / "data", **overrides)
+def _config(tmp_path: Path, **overrides: Any) -> EngineConfig:
+    return EngineConfig(data_dir=tmp_path / "data", **overrides)
 
 
 def _alive(pid: int) -> bool:
@@ -197,19 +197,19 @@ async def test_one_engine_per_data_dir_and_a_clean_stop(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO, logger=ENGINE_LOGGER)
-    settings = _settings(tmp_path)
-    data_dir = settings.agent_data_dir
+    config = _config(tmp_path)
+    data_dir = config.data_dir
     tasks_before, fds_before = _all_tasks(), _open_fds()
 
     async with trio.open_nursery() as nursery:
-        first: EngineInfo = await nursery.start(run_embedded_engine, settings)
+        first: EngineInfo = await nursery.start(run_embedded_engine, config)
         password_file = data_dir / "engine-password"
         assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
         assert password_file.read_text() == first.password
         assert (await _select_one(first)).status_code == 200
 
         with pytest.raises(DataDirLocked) as locked:
-            await run_embedded_engine(settings)
+            await run_embedded_engine(config)
         message = str(locked.value)
         assert str(data_dir.resolve()) in message
         assert f"process {os.getpid()}" in message
@@ -235,7 +235,7 @@ async def test_one_engine_per_data_dir_and_a_clean_stop(
         )
 
         async with trio.open_nursery() as nursery:
-            second: EngineInfo = await nursery.start(run_embedded_engine, settings)
+            second: EngineInfo = await nursery.start(run_embedded_engine, config)
             assert second.password == first.password
             assert _bolt_port(second) != taken
             assert (await _select_one(second)).status_code == 200
@@ -248,28 +248,28 @@ async def test_one_engine_per_data_dir_and_a_clean_stop(
 
 @pytest.mark.engine
 async def test_failed_starts_explain_and_leave_nothing(tmp_path: Path) -> None:
-    settings = _settings(tmp_path)
+    config = _config(tmp_path)
     began = trio.current_time()
     with pytest.raises(EngineError) as bad_flag:
-        await run_embedded_engine(settings, _extra_jvm_args=["-XX:+NoSuchEngineOption"])
+        await run_embedded_engine(config, _extra_jvm_args=["-XX:+NoSuchEngineOption"])
     # explained when the JVM exits, not when the start deadline runs out
-    assert trio.current_time() - began < settings.engine_start_timeout_seconds
+    assert trio.current_time() - began < config.start_timeout
     assert "exited with status 1 while starting" in str(bad_flag.value)
     assert "Unrecognized VM option 'NoSuchEngineOption'" in str(bad_flag.value)
 
     no_java = tmp_path / "no-such-java"
     with pytest.raises(EngineError, match="could not run the engine's Java runtime") as missing:
-        await run_embedded_engine(settings, _java=no_java)
+        await run_embedded_engine(config, _java=no_java)
     assert str(no_java) in str(missing.value)
 
-    impatient = _settings(tmp_path, engine_start_timeout_seconds=0.5)
+    impatient = _config(tmp_path, start_timeout=0.5)
     with pytest.raises(EngineError, match=r"did not become ready within 0\.5 s") as slow:
         await run_embedded_engine(impatient)
     tail = str(slow.value).split("\n", 1)[1]
     assert tail.startswith(("last engine output:", "(the engine printed nothing)"))
 
-    assert _engine_pids(settings.agent_data_dir) == []
-    _assert_unlocked(settings.agent_data_dir)
+    assert _engine_pids(config.data_dir) == []
+    _assert_unlocked(config.data_dir)
 
 
 @pytest.mark.engine
@@ -277,12 +277,12 @@ async def test_failed_starts_explain_and_leave_nothing(tmp_path: Path) -> None:
 async def test_engine_dies_when_its_parent_is_killed(tmp_path: Path) -> None:
     script = (
         "import sys, trio\n"
-        "from agent_trio import load_settings\n"
-        "from agent_trio.engine import run_embedded_engine\n"
+        "from pathlib import Path\n"
+        "from agent_trio.engine import EngineConfig, run_embedded_engine\n"
         "async def main():\n"
-        "    settings = load_settings(agent_data_dir=sys.argv[1])\n"
+        "    config = EngineConfig(data_dir=Path(sys.argv[1]))\n"
         "    async with trio.open_nursery() as nursery:\n"
-        "        info = await nursery.start(run_embedded_engine, settings)\n"
+        "        info = await nursery.start(run_embedded_engine, config)\n"
         "        print(info.pid, flush=True)\n"
         "trio.run(main)\n"
     )
@@ -318,10 +318,12 @@ def test_children_die_with_the_thread_that_started_them(tmp_path: Path) -> None:
     children: list[ChildProcess] = []
 
     async def spawn() -> None:
-        child = ChildProcess.spawn(["sleep", "60"], cwd=tmp_path)
-        os.close(child.output_fd)
-        child.close()
+        child = ChildProcess.spawn(["sh", "-c", "echo up; exec sleep 60"], cwd=tmp_path)
         children.append(child)
+        # "up": the child runs the command, so the parent-death signal is set by now
+        async with trio.lowlevel.FdStream(child.output_fd) as output:
+            assert await output.receive_some() == b"up\n"
+        child.close()
 
     thread = threading.Thread(target=trio.run, args=(spawn,))
     thread.start()
@@ -331,6 +333,43 @@ def test_children_die_with_the_thread_that_started_them(tmp_path: Path) -> None:
     while child.returncode is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert child.returncode == -signal.SIGKILL
+
+
+async def test_the_command_runs_under_setpriv_not_a_preexec_fn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(argv: Any, **kwargs: Any) -> Any:
+        calls.append((argv, kwargs))
+        return real_popen(argv, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    child = ChildProcess.spawn(["sh", "-c", "echo $$; exec sleep 60"], cwd=tmp_path)
+    try:
+        async with trio.lowlevel.FdStream(child.output_fd) as output:
+            # the guard steps exec'd into the command: it runs as the pid we were given
+            assert await output.receive_some() == f"{child.pid}\n".encode()
+        ((argv, kwargs),) = calls
+        assert Path(argv[0]).name == "setpriv"
+        assert argv[1:3] == ["--pdeathsig", "KILL"]
+        assert argv[-3:] == ["sh", "-c", "echo $$; exec sleep 60"]
+        assert kwargs.get("preexec_fn") is None
+    finally:
+        await child.stop(grace=1)
+        child.close()
+
+
+def test_without_setpriv_the_engine_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_trio.engine import _process
+
+    monkeypatch.setattr(_process.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(_process, "_SETPRIV_FALLBACKS", ())
+    with pytest.raises(EngineError, match=r"needs setpriv \(util-linux\).*NEO4J_URI"):
+        ChildProcess.spawn(["true"], cwd=tmp_path)
 
 
 async def test_stop_escalates_to_sigkill_after_the_grace(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from agent_trio import load_settings
 from agent_trio._cli import main
+from agent_trio._ingest_cli import run_ingest_command
 from agent_trio.ingest import (
     DocumentOutcome,
     IngestSummary,
@@ -30,8 +31,8 @@ from agent_trio.ingest import (
     extractor_for,
     parse_document,
     progress_for,
-    run_ingest_command,
 )
+from agent_trio.service import llm_config
 from agent_trio.upstream import open_llm
 from tests.support.fake_embeddings import FakeEmbeddings, serve
 
@@ -229,7 +230,7 @@ async def test_with_an_llm_the_extractor_asks_it(clean_env: Path) -> None:
 
     settings = load_settings(llm_provider="openai", llm_base_url="http://llm.test/v1")
     doc = parse_document("a.md", "# A\n\nIda Berg founded Nordlys Labs in 2019.")
-    async with open_llm(settings, transport=httpx.MockTransport(handle)) as llm:
+    async with open_llm(llm_config(settings), transport=httpx.MockTransport(handle)) as llm:
         extractor = extractor_for(settings, llm)
         assert isinstance(extractor, LlmExtractor)
         extraction = await extractor.extract(doc, chunk_text(doc.content, size=500, overlap=0))

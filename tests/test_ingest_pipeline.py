@@ -29,6 +29,7 @@ from agent_trio.ingest import (
     parse_document,
     read_document,
 )
+from agent_trio.service import embedding_config
 from agent_trio.upstream import Embedder, open_embedder
 from tests._kb import (
     DIMENSIONS,
@@ -191,7 +192,9 @@ async def test_chunks_are_cut_to_what_the_embedder_reads_whole(
     content = "# Inventory\n\n" + " ".join(f"Part {n} is kept in bay {n % 9}." for n in range(60))
     fake = FakeEmbeddings()
     async with open_embedder(
-        embedding_settings(tmp_path), transport=fake.transport(), max_text_chars=300
+        embedding_config(embedding_settings(tmp_path)),
+        transport=fake.transport(),
+        max_text_chars=300,
     ) as embedder:
         ingestor = Ingestor(
             kb.store, embedder, RuleExtractor(), chunk_size=CHUNK_SIZE, chunk_overlap=0

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from agent_trio.app import create_app
+from agent_trio.app import create_app, running_service
 from agent_trio.engine import EngineInfo
 from agent_trio.service import ServiceHooks
 from tests.support.service import fake_api_settings, fake_embedder, running
@@ -35,7 +35,9 @@ async def client(engine_info: EngineInfo, tmp_path: Path) -> AsyncIterator[Clien
         hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder),
     )
     async with running(app) as test_app:
-        await app.extensions["agent_trio.service"].knowledge.delete_all()
+        service = running_service(app)
+        assert service is not None
+        await service.knowledge.delete_all()
         yield test_app.test_client()
 
 

@@ -1,11 +1,14 @@
-"""End to end: ``hypercorn --config hypercorn.toml agent_trio.app:app`` as a real process.
+"""End to end: ``hypercorn --config hypercorn.toml agent_trio.app:app`` and
+``python -m agent_trio serve`` as real processes.
 
-It runs on the embedded default (engine and local embedder), answers /health, and
-leaves nothing behind when it is stopped with SIGTERM or SIGINT, or SIGKILLed.
+Each runs on the embedded default (engine and local embedder), answers /health, and
+leaves nothing behind when it is stopped with SIGTERM or SIGINT, in the foreground
+or as a shell's background job, or SIGKILLed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -55,15 +58,22 @@ def free_port() -> int:
         return port
 
 
-def _as_background_job() -> None:
-    """What a shell does for ``cmd &``: the job starts with SIGINT and SIGQUIT ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+#: what a shell does for ``cmd &``: the job starts with SIGINT and SIGQUIT ignored
+#: (ignored signals stay ignored across ``exec``)
+_AS_BACKGROUND_JOB = ["sh", "-c", "trap '' INT QUIT; exec \"$@\"", "background-job"]
+
+
+def server_command(launcher: str, port: int) -> list[str]:
+    bind = f"127.0.0.1:{port}"
+    config = str(ROOT / "hypercorn.toml")
+    if launcher == "hypercorn":
+        return [str(HYPERCORN), "--config", config, "--bind", bind, "agent_trio.app:app"]
+    return [sys.executable, "-m", "agent_trio", "serve", "--config", config, "--bind", bind]
 
 
 @asynccontextmanager
 async def running_server(
-    tmp_path: Path, *, background_job: bool = False
+    tmp_path: Path, *, background_job: bool = False, launcher: str = "hypercorn"
 ) -> AsyncIterator[tuple[trio.Process, str, Path]]:
     data_dir = tmp_path / "data"
     port = free_port()
@@ -71,14 +81,13 @@ async def running_server(
         k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "LLM_", "EMBEDDING_"))
     }
     env["AGENT_DATA_DIR"] = str(data_dir)
-    command = [str(HYPERCORN), "--config", str(ROOT / "hypercorn.toml")]
+    command = server_command(launcher, port)
     process = await trio.lowlevel.open_process(
-        [*command, "--bind", f"127.0.0.1:{port}", "agent_trio.app:app"],
+        [*_AS_BACKGROUND_JOB, *command] if background_job else command,
         cwd=tmp_path,  # away from the repository's own .env and data
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_as_background_job if background_job else None,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -112,19 +121,28 @@ async def _poll_health(
 
 
 @pytest.mark.parametrize(
-    ("stop_signal", "background_job"),
+    ("launcher", "stop_signal", "background_job"),
     [
-        (signal.SIGTERM, False),
-        (signal.SIGINT, False),
-        (signal.SIGTERM, True),
-        (signal.SIGINT, True),
+        ("hypercorn", signal.SIGTERM, False),
+        ("hypercorn", signal.SIGINT, False),
+        ("hypercorn", signal.SIGTERM, True),
+        ("hypercorn", signal.SIGINT, True),
+        ("serve", signal.SIGTERM, False),
+        ("serve", signal.SIGINT, True),
     ],
-    ids=["sigterm", "sigint", "sigterm-background-job", "sigint-background-job"],
+    ids=[
+        "sigterm",
+        "sigint",
+        "sigterm-background-job",
+        "sigint-background-job",
+        "serve-sigterm",
+        "serve-sigint-background-job",
+    ],
 )
 async def test_server_answers_and_stops_cleanly(
-    tmp_path: Path, stop_signal: signal.Signals, background_job: bool
+    tmp_path: Path, launcher: str, stop_signal: signal.Signals, background_job: bool
 ) -> None:
-    async with running_server(tmp_path, background_job=background_job) as (
+    async with running_server(tmp_path, background_job=background_job, launcher=launcher) as (
         process,
         url,
         data_dir,
@@ -174,20 +192,47 @@ async def test_a_sigkilled_server_leaves_no_engine(tmp_path: Path) -> None:
                 await trio.sleep(0.1)
 
 
-async def test_a_failed_startup_exits_non_zero_with_one_clear_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", ["hypercorn", "serve"])
+async def test_a_failed_startup_exits_1_with_one_clear_line(tmp_path: Path, launcher: str) -> None:
     env = dict(os.environ, EMBEDDING_MAX_CONCURRENCY="lots", AGENT_DATA_DIR=str(tmp_path / "d"))
-    command = [str(HYPERCORN), "--config", str(ROOT / "hypercorn.toml")]
     result = await trio.run_process(
-        [*command, "--bind", f"127.0.0.1:{free_port()}", "agent_trio.app:app"],
+        server_command(launcher, free_port()),
         cwd=tmp_path,
         env=env,
         capture_stdout=True,
         capture_stderr=True,
         check=False,
     )
-    assert result.returncode != 0
-    output = (result.stdout + result.stderr).decode()
-    assert "EMBEDDING_MAX_CONCURRENCY='lots'" in output
+    assert result.returncode == 1
+    lines = (result.stdout + result.stderr).decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("agent-trio failed to start: invalid configuration: ")
+    assert "EMBEDDING_MAX_CONCURRENCY='lots'" in lines[0]
+
+
+async def test_an_engine_that_cannot_start_exits_1_with_one_clear_line(tmp_path: Path) -> None:
+    # the data directory is another engine's: the engine refuses it, nothing is left running
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    lock = os.open(data_dir / "engine.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = await trio.run_process(
+            server_command("hypercorn", free_port()),
+            cwd=tmp_path,
+            env=dict(os.environ, AGENT_DATA_DIR=str(data_dir)),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    finally:
+        os.close(lock)
+    assert result.returncode == 1
+    lines = (result.stdout + result.stderr).decode().strip().splitlines()
+    failures = [line for line in lines if "agent-trio failed to start" in line]
+    assert len(failures) == 1, lines
+    assert "is in use by" in failures[0]
+    assert not any("Traceback" in line or "Running on" in line for line in lines), lines
 
 
 async def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:

@@ -11,11 +11,20 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from prometheus_client import generate_latest
 
 from agent_trio import GraphUnavailable, ResourceClosed, Settings
+from agent_trio.app._metrics import Metrics
 from agent_trio.engine import EngineInfo
-from agent_trio.ingest import document_id_for
-from agent_trio.service import ServiceHooks, open_service, serve_service
+from agent_trio.ingest import Ingestor, document_id_for
+from agent_trio.service import (
+    LimiterStats,
+    ServiceHooks,
+    embedding_config,
+    health_report,
+    open_service,
+    serve_service,
+)
 from agent_trio.upstream import Embedder, open_embedder
 from tests.support.checks import assert_limiters_free, living_tasks
 from tests.support.fake_embeddings import FakeEmbeddings
@@ -30,7 +39,7 @@ async def test_open_service_with_a_running_engine(engine_info: EngineInfo, tmp_p
     hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
     async with open_service(settings, hooks=hooks) as service:
         await service.graph.ping()
-        assert set(service.limiters) == {"graph", "embedding", "chat"}
+        assert set(service.limiters) == {"graph", "graph_health", "write", "embedding", "chat"}
         assert service.limiters["chat"].total_tokens == settings.chat_max_concurrency
         vectors = await service.embedder.embed(["alpha", "beta"])
         assert [len(v) for v in vectors] == [16, 16]
@@ -82,7 +91,7 @@ async def test_a_cancelled_service_still_closes_everything(
     fake = FakeEmbeddings(gate=gate)
 
     def embedder(settings: Settings) -> AbstractAsyncContextManager[Embedder]:
-        return open_embedder(settings, transport=fake.transport())
+        return open_embedder(embedding_config(settings), transport=fake.transport())
 
     hooks = ServiceHooks(engine=engine_info, embedder=embedder)
     tasks = await living_tasks()
@@ -165,3 +174,85 @@ async def test_ingest_on_start_runs_in_the_background(
         assert alpha.title == "Alpha"
         assert alpha.chunks
         assert await get(ids[2]) is None  # reported and skipped, not fatal
+
+
+async def test_health_answers_while_every_graph_slot_is_held(
+    engine_info: EngineInfo, tmp_path: Path
+) -> None:
+    # Three slow queries hold every slot of the graph limiter, each on a connection
+    # of its own, until told to finish; /health's graph check still gets through.
+    settings = fake_api_settings(tmp_path, graph_max_concurrency=3)
+    hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
+    async with open_service(settings, hooks=hooks) as service:
+        gateway, limiter = service.graph, service.limiters["graph"]
+        release = asyncio.Event()
+        holding: list[object] = []
+
+        async def slow_query() -> None:  # asyncio, on the gateway's loop
+            async with gateway._driver.session(database=gateway.database) as session:
+                tx = await session.begin_transaction()
+                await tx.run("RETURN 1")
+                holding.append(tx)
+                await release.wait()
+                await tx.rollback()
+
+        async def set_release() -> None:
+            release.set()
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(gateway._call, slow_query())
+            with trio.fail_after(30):
+                while len(holding) < 3:  # noqa: ASYNC110 - waiting for the engine's answers
+                    await trio.sleep(0.01)
+            assert limiter.statistics().borrowed_tokens == 3
+            with trio.move_on_after(0.5) as queued:  # an ordinary query waits for a slot
+                await gateway.query("RETURN 1 AS ok")
+            assert queued.cancelled_caught
+            report = await health_report(service)
+            assert report["checks"]["graph"]["status"] == "ok", report["checks"]["graph"]
+            assert report["checks"]["graph"]["detail"] == "RETURN 1 answered"
+            assert report["limiters"]["graph"]["borrowed"] == 3
+            await gateway._loop.run_aio_coroutine(set_release())
+        assert limiter.statistics().borrowed_tokens == 0
+        assert gateway.health_limiter.statistics().borrowed_tokens == 0
+
+
+async def test_ingest_on_start_is_never_fatal(
+    engine_info: EngineInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # not only our own errors: a bug in the pipeline is logged, and the service stays up
+    async def broken(self: Ingestor, paths: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in the pipeline")
+
+    monkeypatch.setattr(Ingestor, "ingest_paths", broken)
+    settings = fake_api_settings(tmp_path, ingest_on_start=str(tmp_path))
+    hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
+    async with open_service(settings, hooks=hooks) as service:
+        with trio.fail_after(30):
+            while "INGEST_ON_START failed unexpectedly" not in caplog.text:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        await service.graph.ping()  # still serving
+    assert "RuntimeError: a bug in the pipeline" in caplog.text
+
+
+async def test_metrics_and_health_list_every_limiter_the_service_uses(
+    engine_info: EngineInfo, tmp_path: Path
+) -> None:
+    hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
+    async with open_service(fake_api_settings(tmp_path), hooks=hooks) as service:
+        assert service.limiters["write"] is service.knowledge.write_limiter
+        metrics = Metrics(lambda: service)
+        async with service.knowledge.write_limiter:  # a replacement in progress
+            stats = service.limiter_statistics()
+            text = generate_latest(metrics.registry).decode()
+            report = await health_report(service)
+        assert stats["write"] == LimiterStats(borrowed=1, total=1, waiting=0)
+        assert 'agent_trio_limiter_borrowed{limiter="write"} 1.0' in text
+        for name in service.limiters:
+            assert f'agent_trio_limiter_total{{limiter="{name}"}}' in text
+        assert report["limiters"]["write"] == {"borrowed": 1, "total": 1, "waiting": 0}
+        assert set(report["limiters"]) == set(service.limiters)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from agent_trio import ConfigError, Settings, load_settings
 
@@ -95,3 +96,65 @@ def test_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings()
     assert "sk-secret-value" not in repr(s)
     assert "sk-secret-value" not in str(s.summary())
+
+
+def test_resolution_fills_the_raw_values_and_the_model_stays_frozen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GRAPH_DIALECT", "auto")
+    monkeypatch.setenv("EMBEDDING_API_KEY", "jina-key")
+    monkeypatch.setenv("EMBEDDING_MODEL", "my-model")
+    s = load_settings()
+    assert s.graph_dialect == "arcadedb"
+    assert s.embedding_provider == "jina"
+    assert s.embedding_base_url == "https://api.jina.ai/v1"
+    assert s.embedding_model == "my-model"  # given: kept
+    assert s.embedding_dimensions == 1024  # the provider's default
+    assert (s.llm_provider, s.llm_base_url, s.llm_choice) == ("none", None, "extractive")
+    with pytest.raises(ValidationError):
+        s.embedding_model = "other"  # type: ignore[misc]
+
+
+def test_an_unknown_provider_is_reported_not_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDING_PROVIDER", "acme")
+    with pytest.raises(ConfigError, match="EMBEDDING_PROVIDER='acme'"):
+        load_settings()
+
+
+def test_the_rooms_get_small_typed_configs_built_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from agent_trio.service import embedding_config, engine_config, llm_config
+
+    monkeypatch.setenv("LLM_PROVIDER", "openrouter")
+    monkeypatch.setenv("LLM_API_KEY", "sk-secret-value")
+    monkeypatch.setenv("EMBEDDING_BASE_URL", "http://127.0.0.1:9/v1")
+    s = load_settings(
+        agent_data_dir=tmp_path, engine_heap_mb=256, upstream_max_attempts=2, llm_max_concurrency=3
+    )
+    engine = engine_config(s)
+    assert (engine.data_dir, engine.heap_mb, engine.start_timeout, engine.stop_grace) == (
+        tmp_path,
+        256,
+        60,
+        5,
+    )
+    embedding = embedding_config(s)
+    assert (embedding.provider, embedding.model, embedding.dimensions) == (
+        "openai",
+        "text-embedding-3-small",
+        1536,
+    )
+    assert embedding.upstream is not None
+    assert embedding.upstream.base_url == "http://127.0.0.1:9/v1"
+    assert (embedding.upstream.max_concurrency, embedding.upstream.max_attempts) == (3, 2)
+    llm = llm_config(s)
+    assert llm is not None
+    assert (llm.provider, llm.model) == ("openrouter", "openai/gpt-4o-mini")
+    assert llm.upstream.base_url == "https://openrouter.ai/api/v1"
+    assert llm.upstream.extra_headers == {"X-Title": "agent-trio"}
+    assert llm.upstream.max_concurrency == 3
+    assert "sk-secret-value" not in repr(llm)
+    assert llm_config(load_settings(llm_provider="none")) is None
+    monkeypatch.delenv("EMBEDDING_BASE_URL")
+    assert embedding_config(load_settings()).upstream is None  # local: no HTTP API

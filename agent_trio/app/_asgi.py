@@ -14,7 +14,9 @@ that merely keeps its connection open.
 Shielding the ``send`` of the last body part lets it complete. Hypercorn
 already shields the socket write inside it, so this adds no wait that was not
 there; streamed parts before it (``more_body``) stay cancellable, so a client
-that leaves mid-stream still cancels its request at once.
+that leaves mid-stream still cancels its request at once. The shield has a
+deadline all the same (:data:`LAST_SEND_DEADLINE`): a peer that stops reading
+cannot hold a request task forever.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from typing import Any
 
 import trio
 
-__all__ = ["FinishResponses"]
+__all__ = ["LAST_SEND_DEADLINE", "FinishResponses"]
+
+#: how long the shielded ``send`` of a response's last part may take
+LAST_SEND_DEADLINE = 10.0
 
 Message = dict[str, Any]
 
@@ -41,7 +46,7 @@ class FinishResponses:
 
         async def send_last_part_whole(message: Message) -> None:
             if message["type"] == "http.response.body" and not message.get("more_body", False):
-                with trio.CancelScope(shield=True):
+                with trio.move_on_after(LAST_SEND_DEADLINE, shield=True):
                     await send(message)
             else:
                 await send(message)

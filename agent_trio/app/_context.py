@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from quart import current_app
+from quart import Quart, current_app
 
 from agent_trio.app._errors import ApiError
+from agent_trio.app._lifespan import ServiceRunner
 from agent_trio.service import Service
 
-__all__ = ["SERVICE_KEY", "current_service"]
+__all__ = ["RUNNER_KEY", "current_service", "running_service"]
 
-SERVICE_KEY = "agent_trio.service"
+#: the app's :class:`ServiceRunner`, the one source of truth for the running service
+RUNNER_KEY = "agent_trio.runner"
+
+
+def running_service(app: Quart) -> Service | None:
+    """The service ``app`` runs, or ``None`` while it is starting or stopping."""
+    runner: ServiceRunner = app.extensions[RUNNER_KEY]
+    return runner.service
 
 
 def current_service() -> Service:
     """The service of the running app; 503 while it is starting or stopping."""
-    service: Service | None = current_app.extensions.get(SERVICE_KEY)
+    service = running_service(current_app)
     if service is None:
         raise ApiError(503, "starting", "the service is not ready", retry_after=2)
     return service

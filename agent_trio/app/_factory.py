@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +20,7 @@ from agent_trio._settings import Settings, load_settings
 from agent_trio._version import __version__
 from agent_trio.app._asgi import FinishResponses
 from agent_trio.app._body import JsonRequest
-from agent_trio.app._context import SERVICE_KEY
+from agent_trio.app._context import RUNNER_KEY
 from agent_trio.app._errors import RETRY_AFTER, error_response, install_error_handlers
 from agent_trio.app._knowledge_routes import blueprint as knowledge_blueprint
 from agent_trio.app._lifespan import ServiceRunner
@@ -29,8 +28,9 @@ from agent_trio.app._metrics import Metrics
 from agent_trio.app._openapi import OPEN_PATHS, ApiDocumentation, document_media
 from agent_trio.app._process import (
     configure_logging,
-    exit_after_failed_startup,
-    relay_stop_signals,
+    keep_sigint_for_trio,
+    relay_sigterm,
+    report_failed_startup,
 )
 from agent_trio.app._responses import HealthOut
 from agent_trio.service import ServiceHooks, health_report
@@ -61,13 +61,16 @@ def create_app(
     *,
     hooks: ServiceHooks | None = None,
     owns_process: bool = False,
+    serve_command: bool = False,
 ) -> Quart:
     """Build the app. Nothing is opened until the app starts serving.
 
     ``settings`` is either the settings, a function that loads them at startup,
     or ``None`` to read them from the environment at startup. ``owns_process``
-    is for the app an ASGI server runs: it relays SIGTERM as SIGINT and exits
-    with one line when startup fails (see ``_process``).
+    is for the app an ASGI server runs: it configures logging from the settings
+    and says in one line why a startup failed. Without ``serve_command`` (the
+    ``hypercorn`` command) it also makes SIGTERM and SIGINT stop the server; with
+    it, ``python -m agent_trio serve`` does that itself (see ``_process``).
     """
     loader: Callable[[], Settings]
     if isinstance(settings, Settings):
@@ -83,10 +86,16 @@ def create_app(
         info=Info(title="agent-trio", version=__version__),
         openapi_provider_class=ApiDocumentation,
     )
-    runner = ServiceRunner(loader, hooks)
+    runner = ServiceRunner(hooks)
+    app.extensions[RUNNER_KEY] = runner
     metrics = Metrics(lambda: runner.service)
     install_error_handlers(app)
-    _install_lifespan(app, runner, owns_process=owns_process)
+    hypercorn_command = owns_process and not serve_command
+    if hypercorn_command:
+        keep_sigint_for_trio()  # before trio.run: Hypercorn imports the app first
+    _install_lifespan(
+        app, runner, loader, owns_process=owns_process, hypercorn_command=hypercorn_command
+    )
     _install_request_hooks(app, runner, metrics)
     _install_core_routes(app, runner, metrics)
     app.register_blueprint(knowledge_blueprint)
@@ -94,20 +103,30 @@ def create_app(
     return app
 
 
-def _install_lifespan(app: Quart, runner: ServiceRunner, *, owns_process: bool) -> None:
+def _install_lifespan(
+    app: Quart,
+    runner: ServiceRunner,
+    load: Callable[[], Settings],
+    *,
+    owns_process: bool,
+    hypercorn_command: bool,
+) -> None:
     @app.before_serving
     async def _start() -> None:
         nursery: trio.Nursery = app.nursery  # type: ignore[attr-defined]
-        if owns_process:
-            configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
-            nursery.start_soon(relay_stop_signals)
+        if hypercorn_command:
+            nursery.start_soon(relay_sigterm)
         try:
-            service = await runner.start(nursery)
+            settings = load()
+            if owns_process:
+                configure_logging(settings.log_level)
+            service = await runner.start(nursery, settings)
         except* (AgentTrioError, OSError) as group:
             reason = "; ".join(str(exc) for exc in _leaves(group))
             if owns_process:
-                exit_after_failed_startup(reason)
-            log.error("agent-trio failed to start: %s", reason)
+                report_failed_startup(reason, quiet_traceback=hypercorn_command)
+            else:
+                log.error("agent-trio failed to start: %s", reason)
             raise
         settings = service.settings
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -119,11 +138,9 @@ def _install_lifespan(app: Quart, runner: ServiceRunner, *, owns_process: bool) 
                 allow_headers=["Authorization", "Content-Type"],
                 allow_methods=["GET", "POST", "OPTIONS"],
             )
-        app.extensions[SERVICE_KEY] = service
 
     @app.after_serving
     async def _stop() -> None:
-        app.extensions.pop(SERVICE_KEY, None)
         await runner.stop()
 
 

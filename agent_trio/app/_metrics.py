@@ -31,9 +31,9 @@ class _LimiterCollector(Collector):
         )
         if service is not None:
             for name, stats in service.limiter_statistics().items():
-                borrowed.add_metric([name], stats["borrowed"])
-                total.add_metric([name], stats["total"])
-                waiting.add_metric([name], stats["waiting"])
+                borrowed.add_metric([name], stats.borrowed)
+                total.add_metric([name], stats.total)
+                waiting.add_metric([name], stats.waiting)
         yield borrowed
         yield total
         yield waiting

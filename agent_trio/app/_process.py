@@ -1,75 +1,144 @@
-"""What the app does when it owns the process (the app Hypercorn serves).
+"""What the app does when it owns the process: logging, stop signals, a failed start.
 
-Hypercorn serving in-process (``workers = 0``) stops gracefully on a
-KeyboardInterrupt in Trio's main task, which is what Trio makes of SIGINT. It
-installs nothing for SIGTERM, whose default action kills the process at once, and
-a server started in the background by a shell inherits SIGINT ignored, so then
-neither signal would stop it. We catch both and interrupt the main task the way
-SIGINT does, so every stop is the same: in-flight requests get
-``graceful_timeout``, then the service closes in order.
+Stop signals. SIGTERM and SIGINT stop the server the same way, foreground or in
+the background (a shell starts background jobs with SIGINT ignored): in-flight
+requests get ``graceful_timeout``, then the service closes in order. Two ways to
+serve, public calls only:
+
+- ``python -m agent_trio serve`` runs Hypercorn's Trio worker itself, with a
+  shutdown trigger that returns on the first SIGTERM or SIGINT
+  (:func:`wait_for_stop_signal`, ``trio.open_signal_receiver``); see ``_serve``.
+- ``hypercorn --config hypercorn.toml agent_trio.app:app`` (``workers = 0``)
+  serves in-process and stops gracefully on a KeyboardInterrupt in Trio's main
+  task, which is what Trio makes of SIGINT, when SIGINT has Python's default
+  handler as ``trio.run`` starts. Hypercorn installs nothing else in this mode.
+  So, when the app is built (on import, before ``trio.run``), an ignored SIGINT
+  gets Python's default handler back (:func:`keep_sigint_for_trio`); while
+  serving, a task under KI protection receives SIGTERM and raises SIGINT in its
+  own frame (:func:`relay_sigterm`): Trio's handler sees a protected frame and
+  delivers the KeyboardInterrupt to the main task, exactly as for a Ctrl+C.
+
+A failed start. The reason is printed as one line on stderr at once
+(:func:`report_failed_startup`). The ASGI server then ends with the lifespan's failure
+as an exception: ``python -m agent_trio serve`` catches it and exits 1; under the
+``hypercorn`` command it is uncaught, so Python exits 1, and the exception hook
+installed here keeps its traceback (which repeats the line) off the terminal.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
 
 import trio
-from trio._core import _run as trio_run  # deliver_ki: see _interrupt_main_task
+from hypercorn.utils import LifespanFailureError
 
 from agent_trio.upstream import use_own_retry_logs
 
-__all__ = ["configure_logging", "exit_after_failed_startup", "relay_stop_signals"]
+__all__ = [
+    "configure_logging",
+    "is_lifespan_failure",
+    "keep_sigint_for_trio",
+    "relay_sigterm",
+    "report_failed_startup",
+    "wait_for_stop_signal",
+]
+
+log = logging.getLogger("agent_trio.app")
+
+#: Quart logs on the logger named after the app; Hypercorn's server messages
+_QUART_APP_LOGGER = "agent_trio"
+_HYPERCORN_LOGGER = "hypercorn.error"
+
+_ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], object]
 
 
-@trio.lowlevel.enable_ki_protection
-async def relay_stop_signals() -> None:
-    """Until cancelled, turn SIGTERM (and SIGINT, where it is ignored) into Ctrl+C.
+def keep_sigint_for_trio() -> None:
+    """Give an ignored SIGINT Python's default handler back; call before ``trio.run``.
 
-    Signals whose handling someone else chose are left alone. KI protection keeps
-    the interrupt from being raised in this task instead of the main one.
+    A shell starts a background job with SIGINT ignored, and Trio then leaves
+    SIGINT alone; with the default handler in place, Trio turns SIGINT into a
+    KeyboardInterrupt in its main task, which Hypercorn takes as "stop".
     """
     if threading.current_thread() is not threading.main_thread():
         return
-    wanted = [
-        signum
-        for signum, unhandled in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.SIG_IGN))
-        if signal.getsignal(signum) is unhandled
-    ]
-    if not wanted:
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@trio.lowlevel.enable_ki_protection
+async def relay_sigterm() -> None:
+    """Until cancelled, turn each SIGTERM into the SIGINT that Trio already handles.
+
+    ``signal.raise_signal`` runs Trio's SIGINT handler at once, in this frame,
+    which is KI-protected: Trio delivers the KeyboardInterrupt to its main task.
+    A SIGTERM handler someone else installed is left alone, and so is SIGTERM
+    when SIGINT has no handler that Trio installed (then raising SIGINT would
+    interrupt this task, not the server).
+    """
+    if threading.current_thread() is not threading.main_thread():
         return
-    with trio.open_signal_receiver(*wanted) as signals:
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    sigint = signal.getsignal(signal.SIGINT)
+    if sigint in (None, signal.SIG_IGN, signal.SIG_DFL, signal.default_int_handler):
+        log.warning("SIGINT is not handled by Trio here, so SIGTERM stops the process at once")
+        return
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async for _ in signals:
-            _interrupt_main_task()
+            log.info("SIGTERM: stopping")
+            signal.raise_signal(signal.SIGINT)
 
 
-def _interrupt_main_task() -> None:
-    """Deliver a KeyboardInterrupt to Trio's main task, as Trio does for SIGINT.
+async def wait_for_stop_signal(signals: AsyncIterator[int]) -> None:
+    """Return on the first signal from ``signals`` (a Hypercorn ``shutdown_trigger``)."""
+    async for signum in signals:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        return
 
-    Trio has no public call for this; its run loop's ``deliver_ki`` is what its own
-    SIGINT handler calls. Without it, send ourselves SIGINT (which works where
-    SIGINT is not ignored).
+
+def report_failed_startup(reason: str, *, quiet_traceback: bool) -> None:
+    """Say in one line on stderr why the service did not start.
+
+    The process is ending for that reason, and what the ASGI machinery says next
+    only repeats it at length, so it is kept off the terminal: Quart's log of the
+    startup exception, and Hypercorn's "Running on" line (it announces its
+    sockets as the failed lifespan ends). ``quiet_traceback`` is for the
+    ``hypercorn`` command, where the lifespan's failure then ends the process as
+    an uncaught exception: its traceback is not printed either (Python still
+    exits with status 1).
     """
-    runner = getattr(getattr(trio_run, "GLOBAL_RUN_CONTEXT", None), "runner", None)
-    deliver = getattr(runner, "deliver_ki", None)
-    if callable(deliver):
-        deliver()
-    else:
-        os.kill(os.getpid(), signal.SIGINT)
-
-
-def exit_after_failed_startup(reason: str) -> None:
-    """Say why in one line and leave with status 1.
-
-    Everything the service had opened is closed by then; without this the ASGI
-    server would print two tracebacks around the one line that matters.
-    """
-    logging.shutdown()
     print(f"agent-trio failed to start: {reason}", file=sys.stderr, flush=True)
-    os._exit(1)
+    logging.getLogger(_QUART_APP_LOGGER).addFilter(_drop(lambda text: text == "Exception"))
+    logging.getLogger(_HYPERCORN_LOGGER).addFilter(
+        _drop(lambda text: text.startswith("Running on"))
+    )
+    if quiet_traceback:
+        sys.excepthook = _quiet_lifespan_failure(sys.excepthook)
+
+
+def _drop(matches: Callable[[str], bool]) -> Callable[[logging.LogRecord], bool]:
+    return lambda record: not matches(record.getMessage())
+
+
+def _quiet_lifespan_failure(previous: _ExceptHook) -> _ExceptHook:
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> object:
+        if is_lifespan_failure(exc):
+            return None
+        return previous(kind, exc, tb)
+
+    return hook
+
+
+def is_lifespan_failure(exc: BaseException) -> bool:
+    """True for Hypercorn's lifespan-startup failure, alone or in exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_lifespan_failure(inner) for inner in exc.exceptions)
+    return isinstance(exc, LifespanFailureError)
 
 
 def configure_logging(level: str) -> None:

@@ -1,5 +1,17 @@
 """A child process that cannot outlive us.
 
+The kernel kills the child when we die: the command runs under util-linux's
+``setpriv --pdeathsig KILL``, which sets the Linux parent-death signal and then
+executes it (the signal survives ``exec``). No Python code runs between ``fork``
+and ``exec`` (a ``preexec_fn`` would, and is unsafe while other threads run, as
+the thread importing the local model's libraries does during the engine's
+start). A tiny ``sh`` step between ``setpriv`` and the command checks that its
+parent is still us: if we died before the signal was set, it exits at once
+instead of running orphaned. ``setpriv`` is part of util-linux, installed on
+every Debian-like system; without it the engine refuses to start with an
+:class:`EngineError` that says so (an engine that may outlive a killed service
+keeps the data directory busy, so there is no silent fallback).
+
 ``subprocess.Popen`` is called directly from the Trio thread, never from a worker
 thread: the Linux parent-death signal is tied to the *thread* that forked, and
 Trio's idle worker threads exit after a few seconds, which would kill the child
@@ -9,21 +21,27 @@ Exit is awaited on a pidfd, so no thread waits for the child either.
 
 from __future__ import annotations
 
-import ctypes
+import errno
 import logging
 import os
+import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
-__all__ = ["ChildProcess"]
+from agent_trio._errors import EngineError
+
+__all__ = ["ChildProcess", "find_setpriv"]
 
 _log = logging.getLogger("agent_trio.engine")
 
-_PR_SET_PDEATHSIG = 1
+#: where util-linux installs setpriv, should PATH not name it
+_SETPRIV_FALLBACKS = ("/usr/bin/setpriv", "/bin/setpriv")
+#: run by ``sh -c`` with our pid and the command: go on only if we are still its parent
+_PARENT_CHECK = '[ "$PPID" = "$1" ] || exit 125; shift; exec "$@"'
 #: how long to wait for the kernel to reap a SIGKILLed child before giving up on it
 _KILL_WAIT_SECONDS = 5.0
 
@@ -42,18 +60,34 @@ class ChildProcess:
         """Start ``command`` in its own session, killed by the kernel if we die.
 
         Its own session: a Ctrl-C in our terminal reaches us, and we stop the child
-        in order, instead of both receiving SIGINT at once.
+        in order, instead of both receiving SIGINT at once. Raises
+        :class:`EngineError` when ``setpriv`` is missing, ``OSError`` when it cannot
+        be run.
         """
+        setpriv = find_setpriv()
+        if shutil.which(command[0]) is None:  # said here: past setpriv it is only an exit status
+            raise FileNotFoundError(errno.ENOENT, "no such executable", command[0])
+        guarded = [
+            setpriv,
+            "--pdeathsig",
+            "KILL",
+            "--",
+            "/bin/sh",
+            "-c",
+            _PARENT_CHECK,
+            "agent-trio-child",
+            str(os.getpid()),
+            *command,
+        ]
         read_fd, write_fd = os.pipe()  # both non-inheritable; Popen dups write_fd to 1 and 2
         try:
             popen = subprocess.Popen(
-                command,
+                guarded,
                 stdin=subprocess.DEVNULL,
                 stdout=write_fd,
                 stderr=write_fd,
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
             )
         except BaseException:
             os.close(read_fd)
@@ -104,18 +138,15 @@ class ChildProcess:
             self._pidfd = -1
 
 
-def _die_with_parent() -> Callable[[], None]:
-    """A ``preexec_fn`` that makes the kernel SIGKILL the child when we die.
-
-    Everything is looked up before the fork; the child only makes the prctl call,
-    then checks that we did not die before it took effect.
-    """
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-    kill = int(signal.SIGKILL)
-
-    def preexec() -> None:
-        if prctl(_PR_SET_PDEATHSIG, kill, 0, 0, 0) != 0 or os.getppid() != parent:
-            os._exit(127)
-
-    return preexec
+def find_setpriv() -> str:
+    """The path of util-linux's ``setpriv``; :class:`EngineError` if it is not installed."""
+    found = shutil.which("setpriv") or next(
+        (path for path in _SETPRIV_FALLBACKS if os.access(path, os.X_OK)), None
+    )
+    if found is None:
+        raise EngineError(
+            "the embedded engine needs setpriv (util-linux) so that the engine cannot "
+            "outlive this process: install util-linux, or set NEO4J_URI to use an "
+            "external graph server"
+        )
+    return found

@@ -12,8 +12,8 @@ import httpx
 import trio
 
 from agent_trio._errors import EngineError
-from agent_trio._settings import Settings
 from agent_trio.engine._command import Ports, build_command
+from agent_trio.engine._config import EngineConfig
 from agent_trio.engine._credentials import load_or_create_password
 from agent_trio.engine._info import EngineInfo
 from agent_trio.engine._layout import DATABASE, USER, EngineLayout
@@ -38,37 +38,37 @@ _CLEANUP_MARGIN = 8.0
 
 
 async def run_embedded_engine(
-    settings: Settings,
+    config: EngineConfig,
     *,
     task_status: trio.TaskStatus[EngineInfo] = trio.TASK_STATUS_IGNORED,
     _extra_jvm_args: Sequence[str] = (),
     _java: Path | None = None,
 ) -> None:
-    """Run the engine on ``settings.agent_data_dir`` until cancelled.
+    """Run the engine on ``config.data_dir`` until cancelled.
 
     ``task_status.started(EngineInfo)`` is called once the database exists and the
     Bolt port answers a Bolt handshake. Raises :class:`DataDirLocked` when another
     process runs an engine on the same directory, and :class:`EngineError` (with the
     tail of the engine's output) when it cannot start within
-    ``ENGINE_START_TIMEOUT_SECONDS`` or dies. Whatever ends this function stops the
-    engine: SIGTERM, ``ENGINE_STOP_GRACE_SECONDS``, SIGKILL. If our process is
+    ``config.start_timeout`` or dies. Whatever ends this function stops the
+    engine: SIGTERM, ``config.stop_grace``, SIGKILL. If our process is
     killed, the kernel kills the engine.
 
     ``_extra_jvm_args`` and ``_java`` exist for tests (a bad flag, a missing runtime).
     """
     runtime = find_runtime() if _java is None else Runtime(_java, "")
-    layout = EngineLayout.create(settings.agent_data_dir)
+    layout = EngineLayout.create(config.data_dir)
     with hold_data_dir(layout.data_dir, layout.lock_file):
         password = load_or_create_password(layout.password_file, layout.users_file)
         layout.write_logging_config()
-        start = _Start(settings, layout, password, trio.current_time())
+        start = _Start(config, layout, password, trio.current_time())
         for attempt in range(1, _START_ATTEMPTS + 1):
             ports = Ports(*pick_free_ports(2))
             command = build_command(
                 runtime,
                 layout,
                 ports,
-                heap_mb=settings.engine_heap_mb,
+                heap_mb=config.heap_mb,
                 extra_jvm_args=_extra_jvm_args,
             )
             failure = await _run_once(start, command, ports, task_status)
@@ -79,14 +79,14 @@ async def run_embedded_engine(
 
 @dataclass(frozen=True)
 class _Start:
-    settings: Settings
+    config: EngineConfig
     layout: EngineLayout
     password: str
     began: float
 
     @property
     def deadline(self) -> float:
-        return self.began + self.settings.engine_start_timeout_seconds
+        return self.began + self.config.start_timeout
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ async def _run_once(
         try:
             reason = await _supervise(start, child, output, ports, task_status)
         finally:
-            grace = start.settings.engine_stop_grace_seconds
+            grace = start.config.stop_grace
             with trio.CancelScope(
                 shield=True, deadline=trio.current_time() + grace + _CLEANUP_MARGIN
             ):
@@ -160,7 +160,7 @@ async def _supervise(
         with trio.fail_at(start.deadline):
             reason = await _wait_ready(child, output, info, ports)
     except trio.TooSlowError:
-        timeout = start.settings.engine_start_timeout_seconds
+        timeout = start.config.start_timeout
         return _Reason(
             f"the engine did not become ready within {timeout:g} s (ENGINE_START_TIMEOUT_SECONDS)"
         )

@@ -75,6 +75,10 @@ class _CallAbandoned(Exception):
     """Raised on the driver's side to roll back the transaction of a cancelled call."""
 
 
+#: health checks at once, on the pool's spare connections
+_HEALTH_SLOTS = 2
+
+
 class Statement(NamedTuple):
     """One Cypher statement with its parameters (never spliced into the text)."""
 
@@ -121,6 +125,9 @@ class GraphGateway:
         self._cancel_grace = cancel_grace
         self._closed = False
         self.on_statement: StatementHook | None = None
+        #: the health check's own slots, beside the shared limiter: the driver's pool
+        #: keeps two connections beyond the shared limiter's tokens (``_pool_size``)
+        self.health_limiter = trio.CapacityLimiter(_HEALTH_SLOTS)
 
     # -- public API ----------------------------------------------------------
     async def query(self, query: str, params: Mapping[str, Any] | None = None) -> list[Record]:
@@ -135,9 +142,16 @@ class GraphGateway:
 
     async def ping(self) -> None:
         """One trivial round trip; raises :class:`GraphUnavailable` if it fails."""
-        rows = await self.query("RETURN 1 AS ok")
-        if not rows or rows[0].get("ok") != 1:
-            raise GraphUnavailable(f"graph database answered {rows!r} to RETURN 1")
+        await self._ping(self.limiter)
+
+    async def health_ping(self) -> None:
+        """:meth:`ping` for the health check: it never queues behind the shared limiter.
+
+        With every shared slot held by slow queries, the check still gets a
+        connection and tells the truth about the database, under its own small
+        limiter.
+        """
+        await self._ping(self.health_limiter)
 
     def statistics(self) -> dict[str, Any]:
         stats = self.limiter.statistics()
@@ -152,11 +166,23 @@ class GraphGateway:
         return self._closed
 
     # -- plumbing ------------------------------------------------------------
-    async def _call(self, work: Callable[[_CallState], Coroutine[Any, Any, T]]) -> T:
+    async def _ping(self, limiter: trio.CapacityLimiter) -> None:
+        statement = Statement("RETURN 1 AS ok")
+        rows = await self._call(lambda call: self._aio_query(statement, call), limiter=limiter)
+        if not rows or rows[0].get("ok") != 1:
+            raise GraphUnavailable(f"graph database answered {rows!r} to RETURN 1")
+
+    async def _call(
+        self,
+        work: Callable[[_CallState], Coroutine[Any, Any, T]],
+        *,
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> T:
+        """Run ``work`` on the driver's loop under ``limiter`` (the shared one by default)."""
         if self._closed:
             raise ResourceClosed("the graph gateway is closed")
         try:
-            async with self.limiter:
+            async with limiter or self.limiter:
                 call = _CallState()
                 coro = work(call)
                 try:
@@ -257,9 +283,9 @@ class GraphGateway:
 
 
 def _pool_size(limiter: trio.CapacityLimiter) -> int:
-    """Enough connections for every limiter slot, plus a spare for /health."""
+    """Enough connections for every limiter slot, plus the health check's two."""
     total = limiter.total_tokens
-    return 100 if math.isinf(total) else max(int(total) + 2, 4)
+    return 100 if math.isinf(total) else max(int(total) + _HEALTH_SLOTS, 4)
 
 
 @asynccontextmanager

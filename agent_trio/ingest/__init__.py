@@ -14,14 +14,13 @@ The parts here do no I/O beyond reading files::
     outcome = await ingestor.ingest(doc)                     # one document
     summary = await ingestor.ingest_paths([Path("docs/")])  # files and folders, pipelined
 
-:func:`run_ingest_command` is ``python -m agent_trio ingest``.
+``python -m agent_trio ingest`` is ``agent_trio._ingest_cli``, beside the other commands.
 
 Every failure to read or parse one document is an :class:`~agent_trio.IngestError`
 whose message names the document and the reason.
 """
 
 from agent_trio.ingest._chunker import chunk_text, estimate_tokens
-from agent_trio.ingest._command import run_ingest_command
 from agent_trio.ingest._extract import Extractor
 from agent_trio.ingest._identity import entity_key
 from agent_trio.ingest._llm_extract import Complete, LlmExtractor
@@ -80,6 +79,5 @@ __all__ = [
     "parse_document",
     "progress_for",
     "read_document",
-    "run_ingest_command",
     "source_for",
 ]

@@ -14,6 +14,7 @@ import trio
 from agent_trio._errors import ConfigError, EngineError
 from agent_trio._settings import Settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
+from agent_trio.service._configs import engine_config
 from agent_trio.upstream import import_local_model_libraries
 
 __all__ = ["engine_or_external", "warm_imports"]
@@ -45,7 +46,7 @@ async def _run_engine(
     """
     status = _Reported(task_status)
     try:
-        await run_embedded_engine(settings, task_status=status)  # type: ignore[arg-type]
+        await run_embedded_engine(engine_config(settings), task_status=status)  # type: ignore[arg-type]
     except EngineError as exc:
         if not status.reported:
             raise
@@ -78,15 +79,15 @@ async def warm_imports(settings: Settings | None) -> AsyncIterator[None]:
 
     Importing them takes longer than starting the engine; done side by side, the
     embedder finds them imported when its turn comes. Only imports: the model
-    itself is loaded, and owned, by the embedder.
+    itself is loaded, and owned, by the embedder. An import cannot be stopped
+    halfway, so a cancelled start waits for it (a few seconds at most) instead of
+    leaving a thread importing into a process that is shutting down.
     """
     if settings is None or settings.embedding_provider != "local":
         yield
         return
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            partial(trio.to_thread.run_sync, _import_model_libraries, abandon_on_cancel=True)
-        )
+        nursery.start_soon(partial(trio.to_thread.run_sync, _import_model_libraries))
         yield
 
 

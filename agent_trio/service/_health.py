@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -41,7 +42,9 @@ async def health_report(service: Service) -> dict[str, Any]:
         "version": service.version,
         "uptime_seconds": round(service.uptime_seconds(), 3),
         "checks": {"graph": graph, "embedder": embedder, "llm": llm},
-        "limiters": service.limiter_statistics(),
+        "limiters": {
+            name: dataclasses.asdict(stats) for name, stats in service.limiter_statistics().items()
+        },
     }
 
 
@@ -51,7 +54,7 @@ async def _check_graph(service: Service) -> dict[str, Any]:
     ok = False
     with trio.move_on_after(GRAPH_CHECK_DEADLINE) as scope:
         try:
-            await service.graph.ping()
+            await service.graph.health_ping()
             ok = True
         except AgentTrioError as exc:
             detail = str(exc)

@@ -38,16 +38,26 @@ from agent_trio.graph import (
 )
 from agent_trio.ingest import Ingestor, extractor_for
 from agent_trio.search import Searcher
+from agent_trio.service._configs import embedding_config, llm_config
 from agent_trio.service._engine import engine_or_external, warm_imports
 from agent_trio.upstream import Embedder, LlmClient, open_embedder, open_llm
 
-__all__ = ["Service", "ServiceHooks", "open_service", "serve_service"]
+__all__ = ["LimiterStats", "Service", "ServiceHooks", "open_service", "serve_service"]
 
 log = logging.getLogger("agent_trio.service")
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 EmbedderOpener = Callable[[Settings], AbstractAsyncContextManager[Embedder]]
 LlmOpener = Callable[[Settings], AbstractAsyncContextManager[LlmClient | None]]
+
+
+def _open_configured_embedder(settings: Settings) -> AbstractAsyncContextManager[Embedder]:
+    return open_embedder(embedding_config(settings))
+
+
+def _open_configured_llm(settings: Settings) -> AbstractAsyncContextManager[LlmClient | None]:
+    return open_llm(llm_config(settings))
 
 
 @dataclass(frozen=True)
@@ -92,16 +102,23 @@ class Service:
         """Ask :func:`serve_service` to close everything and return."""
         self._stop.set()
 
-    def limiter_statistics(self) -> dict[str, dict[str, float | int]]:
-        out: dict[str, dict[str, float | int]] = {}
-        for name, limiter in self.limiters.items():
-            stats = limiter.statistics()
-            out[name] = {
-                "borrowed": stats.borrowed_tokens,
-                "total": stats.total_tokens,
-                "waiting": stats.tasks_waiting,
-            }
-        return out
+    def limiter_statistics(self) -> dict[str, LimiterStats]:
+        """Each limiter the service uses, by name, as it is now."""
+        return {name: LimiterStats.of(limiter) for name, limiter in self.limiters.items()}
+
+
+@dataclass(frozen=True)
+class LimiterStats:
+    """One concurrency limiter's state: tokens in use, tokens in all, tasks waiting."""
+
+    borrowed: int
+    total: float
+    waiting: int
+
+    @classmethod
+    def of(cls, limiter: trio.CapacityLimiter) -> LimiterStats:
+        stats = limiter.statistics()
+        return cls(stats.borrowed_tokens, stats.total_tokens, stats.tasks_waiting)
 
 
 def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:
@@ -113,13 +130,19 @@ def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:
 
 
 async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
-    """INGEST_ON_START: ingest these paths once, in the background; never fatal."""
+    """INGEST_ON_START: ingest these paths once, in the background; never fatal.
+
+    Whatever goes wrong (but a cancellation) is logged, and the service stays up:
+    our own errors in one line each, anything else with its traceback.
+    """
     summary = None
     try:
         summary = await service.ingestor.ingest_paths(paths)
     except* AgentTrioError as group:
-        for exc in group.exceptions:
+        for exc in _leaves(group):
             log.error("INGEST_ON_START failed: %s", exc)
+    except* Exception as group:
+        log.error("INGEST_ON_START failed unexpectedly", exc_info=group)
     if summary is None:
         return
     log.info(
@@ -131,6 +154,13 @@ async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
     )
     for source, reason in summary.failed:
         log.warning("INGEST_ON_START could not ingest %s: %s", source, reason)
+
+
+def _leaves(group: BaseExceptionGroup[E]) -> list[E]:
+    out: list[E] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def _dialect(engine: EngineInfo | None, http: httpx.AsyncClient) -> Dialect:
@@ -162,8 +192,8 @@ async def open_service(
             "unset NEO4J_URI to use the embedded engine, or use GRAPH_DIALECT=neo4j"
         )
     limiters = {"graph": trio.CapacityLimiter(settings.graph_max_concurrency)}
-    open_emb = hooks.embedder or open_embedder
-    open_chat_llm = hooks.llm or open_llm
+    open_emb = hooks.embedder or _open_configured_embedder
+    open_chat_llm = hooks.llm or _open_configured_llm
     async with (
         warm_imports(settings if hooks.embedder is None else None),
         engine_or_external(settings, hooks.engine) as engine,
@@ -183,6 +213,8 @@ async def open_service(
             limiters["llm"] = llm.limiter
         limiters["chat"] = trio.CapacityLimiter(settings.chat_max_concurrency)
         knowledge = KnowledgeStore(graph, _dialect(engine, http), dimensions=embedder.dimensions)
+        limiters["write"] = knowledge.write_limiter
+        limiters["graph_health"] = graph.health_limiter
         await knowledge.ensure_schema()
         service = Service(
             settings=settings,

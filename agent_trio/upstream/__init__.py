@@ -9,9 +9,10 @@ circuit breaker. Errors are those of :mod:`agent_trio._errors`.
 
 from agent_trio.upstream._adaptive import AdaptiveLimits
 from agent_trio.upstream._breaker import BreakerState, CircuitBreaker
+from agent_trio.upstream._connect import UpstreamConfig
 from agent_trio.upstream._embedder import Embedder, HttpEmbedder, parse_embeddings
 from agent_trio.upstream._http import parse_retry_after
-from agent_trio.upstream._llm import LlmClient, open_llm
+from agent_trio.upstream._llm import LlmClient, LlmConfig, open_llm
 from agent_trio.upstream._local import LocalEmbedder, import_local_model_libraries
 from agent_trio.upstream._messages import (
     Completion,
@@ -24,7 +25,7 @@ from agent_trio.upstream._messages import (
     ToolSpec,
     Usage,
 )
-from agent_trio.upstream._open import open_embedder
+from agent_trio.upstream._open import EmbeddingConfig, open_embedder
 from agent_trio.upstream._rate import RateLimiter
 from agent_trio.upstream._upstream import Upstream, UpstreamTuning, use_own_retry_logs
 
@@ -34,8 +35,10 @@ __all__ = [
     "CircuitBreaker",
     "Completion",
     "Embedder",
+    "EmbeddingConfig",
     "HttpEmbedder",
     "LlmClient",
+    "LlmConfig",
     "LocalEmbedder",
     "Message",
     "RateLimiter",
@@ -46,6 +49,7 @@ __all__ = [
     "ToolCallReady",
     "ToolSpec",
     "Upstream",
+    "UpstreamConfig",
     "UpstreamTuning",
     "Usage",
     "import_local_model_libraries",

@@ -12,13 +12,13 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import httpx
 
 from agent_trio._errors import UpstreamProtocolError, UpstreamUnavailable
-from agent_trio._settings import Settings
-from agent_trio.upstream._connect import open_upstream
+from agent_trio.upstream._connect import UpstreamConfig, open_upstream
 from agent_trio.upstream._messages import (
     Completion,
     Message,
@@ -31,9 +31,18 @@ from agent_trio.upstream._messages import (
 from agent_trio.upstream._sse import DeltaAssembler, LineReader, SseDecoder
 from agent_trio.upstream._upstream import Upstream, UpstreamTuning
 
-__all__ = ["LlmClient", "open_llm"]
+__all__ = ["LlmClient", "LlmConfig", "open_llm"]
 
 _NAME = "llm"
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    """Which chat-completions API and model (``LLM_PROVIDER=none`` has none: no config)."""
+
+    provider: Literal["openai", "ollama", "openrouter"]
+    model: str
+    upstream: UpstreamConfig
 
 
 class LlmClient:
@@ -263,32 +272,19 @@ def _malformed(what: str) -> UpstreamProtocolError:
 
 @asynccontextmanager
 async def open_llm(
-    settings: Settings,
+    config: LlmConfig | None,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     tuning: UpstreamTuning | None = None,
 ) -> AsyncIterator[LlmClient | None]:
-    """The configured LLM client, or None when ``LLM_PROVIDER=none`` (extractive answers)."""
-    if settings.llm_provider == "none" or settings.llm_provider is None:
+    """The configured LLM client, or None without a config (extractive answers)."""
+    if config is None:
         yield None
         return
-    assert settings.llm_base_url is not None
-    assert settings.llm_choice is not None
-    # OpenRouter's optional attribution header
-    extra = {"X-Title": "agent-trio"} if settings.llm_provider == "openrouter" else {}
     async with open_upstream(
-        _NAME,
-        settings,
-        base_url=settings.llm_base_url,
-        api_key=settings.llm_api_key,
-        max_concurrency=settings.llm_max_concurrency,
-        rate_limit=settings.llm_rate_limit_per_minute,
-        attempt_timeout=settings.llm_request_timeout_seconds,
-        extra_headers=extra,
-        transport=transport,
-        tuning=tuning,
+        _NAME, config.upstream, transport=transport, tuning=tuning
     ) as upstream:
-        llm = LlmClient(upstream, provider=settings.llm_provider, model=settings.llm_choice)
+        llm = LlmClient(upstream, provider=config.provider, model=config.model)
         try:
             yield llm
         finally:

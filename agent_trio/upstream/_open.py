@@ -4,22 +4,38 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 import trio
 
-from agent_trio._settings import Settings
-from agent_trio.upstream._connect import open_upstream
+from agent_trio.upstream._connect import UpstreamConfig, open_upstream
 from agent_trio.upstream._embedder import Embedder, HttpEmbedder, LongTexts
 from agent_trio.upstream._local import LocalEmbedder, load_local_model, resolve_local_model
 from agent_trio.upstream._upstream import UpstreamTuning
 
-__all__ = ["open_embedder"]
+__all__ = ["EmbeddingConfig", "open_embedder"]
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """Which embedder: the provider and its model, and the API for the HTTP ones.
+
+    ``upstream`` is required for ``jina`` and ``openai``, unused for ``local``.
+    """
+
+    provider: Literal["jina", "openai", "local"]
+    model: str
+    dimensions: int
+    #: texts per request (HTTP providers)
+    batch_size: int = 100
+    upstream: UpstreamConfig | None = None
 
 
 @asynccontextmanager
 async def open_embedder(
-    settings: Settings,
+    config: EmbeddingConfig,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     tuning: UpstreamTuning | None = None,
@@ -35,32 +51,22 @@ async def open_embedder(
     providers' limits) and 8,000 locally (the model reads 256 tokens at a time: a
     longer text is embedded in windows, and more windows blur its vector further).
     """
-    if settings.embedding_provider == "local":
-        async with _open_local(settings, max_text_chars or 8_000, long_texts) as local:
+    if config.provider == "local":
+        async with _open_local(config, max_text_chars or 8_000, long_texts) as local:
             yield local
         return
-    provider = settings.embedding_provider
-    assert provider in ("jina", "openai")
-    assert settings.embedding_base_url is not None
-    assert settings.embedding_model is not None
-    assert settings.embedding_dimensions is not None
+    provider = config.provider
+    if config.upstream is None:
+        raise ValueError(f"the {provider} embedder needs an UpstreamConfig")
     async with open_upstream(
-        "embedding",
-        settings,
-        base_url=settings.embedding_base_url,
-        api_key=settings.embedding_api_key,
-        max_concurrency=settings.embedding_max_concurrency,
-        rate_limit=settings.embedding_rate_limit_per_minute,
-        attempt_timeout=settings.embedding_request_timeout_seconds,
-        transport=transport,
-        tuning=tuning,
+        "embedding", config.upstream, transport=transport, tuning=tuning
     ) as upstream:
         embedder = HttpEmbedder(
             upstream,
             provider=provider,
-            model=settings.embedding_model,
-            dimensions=settings.embedding_dimensions,
-            batch_size=settings.embedding_batch_size,
+            model=config.model,
+            dimensions=config.dimensions,
+            batch_size=config.batch_size,
             max_batch_chars=max_batch_chars,
             max_text_chars=max_text_chars or 24_000,
             long_texts=long_texts,
@@ -73,16 +79,14 @@ async def open_embedder(
 
 @asynccontextmanager
 async def _open_local(
-    settings: Settings, max_text_chars: int, long_texts: LongTexts
+    config: EmbeddingConfig, max_text_chars: int, long_texts: LongTexts
 ) -> AsyncIterator[LocalEmbedder]:
-    assert settings.embedding_model is not None
-    assert settings.embedding_dimensions is not None
-    path = resolve_local_model(settings.embedding_model)
+    path = resolve_local_model(config.model)
     model = await trio.to_thread.run_sync(load_local_model, path)
     embedder = LocalEmbedder(
         model,
-        name=settings.embedding_model,
-        dimensions=settings.embedding_dimensions,
+        name=config.model,
+        dimensions=config.dimensions,
         max_text_chars=max_text_chars,
         long_texts=long_texts,
     )

@@ -31,6 +31,8 @@ from agent_trio.upstream._messages import (
 __all__ = ["DONE", "DeltaAssembler", "LineReader", "SseDecoder"]
 
 DONE = "[DONE]"
+#: finalizing a stream's iterator is local work; bounded all the same
+_CLOSE_DEADLINE = 5.0
 
 
 class LineReader:
@@ -83,7 +85,7 @@ class LineReader:
     async def aclose(self) -> None:
         aclose = getattr(self._chunks, "aclose", None)
         if aclose is not None:
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(_CLOSE_DEADLINE, shield=True):
                 await aclose()
 
 

@@ -14,7 +14,7 @@ from hypercorn.trio import serve
 from quart import Quart
 from quart_trio.testing import TrioTestApp
 
-from agent_trio.app import create_app
+from agent_trio.app import create_app, running_service
 from agent_trio.engine import EngineInfo
 from agent_trio.service import ServiceHooks
 from tests.support.service import LIFESPAN_DEADLINE, fake_api_settings, fake_embedder, running
@@ -32,7 +32,7 @@ def make_app(engine_info: EngineInfo, tmp_path: Path, **settings: Any) -> Quart:
 async def started_empty(app: Quart) -> AsyncIterator[TrioTestApp]:
     """The app started (its graph emptied), for the test client."""
     async with running(app) as test_app:
-        await app.extensions["agent_trio.service"].knowledge.delete_all()
+        await running_service(app).knowledge.delete_all()
         yield test_app
 
 
@@ -48,7 +48,7 @@ async def served(app: Quart) -> AsyncIterator[str]:
         binds: list[str] = await nursery.start(
             partial(serve, app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
         )
-        await app.extensions["agent_trio.service"].knowledge.delete_all()
+        await running_service(app).knowledge.delete_all()
         try:
             yield binds[0]
         finally:

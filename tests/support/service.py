@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 from quart_trio.testing import TrioTestApp
 
 from agent_trio import Settings, load_settings
+from agent_trio.service import embedding_config
 from agent_trio.upstream import Embedder, open_embedder
 from tests.support.fake_embeddings import FakeEmbeddings
 
@@ -35,7 +36,7 @@ def fake_embedder(settings: Settings) -> AbstractAsyncContextManager[Embedder]:
     """An embedder opener (``ServiceHooks.embedder``) on the fake embeddings API."""
     assert settings.embedding_dimensions is not None
     fake = FakeEmbeddings(dimensions=settings.embedding_dimensions)
-    return open_embedder(settings, transport=fake.transport())
+    return open_embedder(embedding_config(settings), transport=fake.transport())
 
 
 def pid_alive(pid: int) -> bool:

@@ -10,6 +10,7 @@ from upstream_support import (
     vector_for,
 )
 
+from agent_trio.service import embedding_config
 from agent_trio.upstream import AdaptiveLimits, RateLimiter, open_embedder
 
 
@@ -136,7 +137,9 @@ async def test_converges_to_a_hidden_concurrency_limit(autojump_clock: trio.abc.
     fake = fake_embeddings(latency=1.0, concurrency_limit=3)
     settings = embedding_settings(embedding_max_concurrency=12, embedding_batch_size=1)
     texts = [f"t{i}" for i in range(600)]
-    async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
+    async with open_embedder(
+        embedding_config(settings), transport=fake.transport(), tuning=quick_tuning()
+    ) as emb:
         vectors = await emb.embed(texts)
         stats = emb.statistics()
     assert vectors == [vector_for(t) for t in texts]
@@ -154,7 +157,9 @@ async def test_converges_to_a_hidden_rate_limit(autojump_clock: trio.abc.Clock) 
         embedding_max_concurrency=4, embedding_rate_limit_per_minute=120, embedding_batch_size=1
     )
     texts = [f"t{i}" for i in range(450)]
-    async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
+    async with open_embedder(
+        embedding_config(settings), transport=fake.transport(), tuning=quick_tuning()
+    ) as emb:
         vectors = await emb.embed(texts)
         stats = emb.statistics()
     assert vectors == [vector_for(t) for t in texts]

@@ -29,6 +29,7 @@ from agent_trio import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from agent_trio.service import embedding_config
 from agent_trio.upstream import HttpEmbedder, open_embedder
 
 
@@ -54,7 +55,9 @@ async def test_vectors_come_back_in_input_order_across_batches(
 
     fake = fake_embeddings(script=script)
     texts = _texts(47)
-    async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
+    async with open_embedder(
+        embedding_config(embedding_settings()), transport=fake.transport()
+    ) as embedder:
         vectors = await embedder.embed(texts)
     assert vectors == [vector_for(t) for t in texts]
     assert [len(batch) for _, batch in fake.requests] == [10, 10, 10, 10, 7]
@@ -65,7 +68,7 @@ async def test_batches_are_also_cut_by_characters(autojump_clock: trio.abc.Clock
     fake = fake_embeddings()
     texts = ["x" * 40] * 6
     async with open_embedder(
-        embedding_settings(), transport=fake.transport(), max_batch_chars=100
+        embedding_config(embedding_settings()), transport=fake.transport(), max_batch_chars=100
     ) as embedder:
         vectors = await embedder.embed(texts)
     assert len(vectors) == 6
@@ -75,7 +78,7 @@ async def test_batches_are_also_cut_by_characters(autojump_clock: trio.abc.Clock
 async def test_concurrency_cap_is_never_exceeded(autojump_clock: trio.abc.Clock) -> None:
     fake = fake_embeddings(latency=1.0)
     settings = embedding_settings(embedding_max_concurrency=4, embedding_batch_size=1)
-    async with open_embedder(settings, transport=fake.transport()) as embedder:
+    async with open_embedder(embedding_config(settings), transport=fake.transport()) as embedder:
         async with trio.open_nursery() as nursery:
             for _ in range(5):  # five callers at once, each with many batches
                 nursery.start_soon(embedder.embed, _texts(20))
@@ -88,7 +91,9 @@ async def test_concurrency_cap_is_never_exceeded(autojump_clock: trio.abc.Clock)
 async def test_rate_limit_is_exact_in_virtual_time(autojump_clock: trio.abc.Clock) -> None:
     fake = fake_embeddings(latency=0.5)
     settings = embedding_settings(embedding_rate_limit_per_minute=6, embedding_batch_size=1)
-    async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
+    async with open_embedder(
+        embedding_config(settings), transport=fake.transport(), tuning=quick_tuning()
+    ) as emb:
         await emb.embed(_texts(15))
     starts = [t for t, _ in fake.requests]
     assert starts == [0.0] * 3 + [0.5] * 3 + [60.0] * 3 + [60.5] * 3 + [120.0] * 3
@@ -101,7 +106,7 @@ async def test_network_error_is_retried_with_backoff(autojump_clock: trio.abc.Cl
 
     fake = fake_embeddings(script=script)
     async with open_embedder(
-        embedding_settings(), transport=fake.transport(), tuning=quick_tuning()
+        embedding_config(embedding_settings()), transport=fake.transport(), tuning=quick_tuning()
     ) as embedder:
         vectors = await embedder.embed(["hello"])
         counters = embedder.statistics()["counters"]
@@ -117,7 +122,7 @@ async def test_http_500_is_retried_then_gives_up_loudly(autojump_clock: trio.abc
 
     fake = fake_embeddings(script=script)
     async with open_embedder(
-        embedding_settings(upstream_max_attempts=3),
+        embedding_config(embedding_settings(upstream_max_attempts=3)),
         transport=fake.transport(),
         tuning=quick_tuning(),
     ) as embedder:
@@ -143,7 +148,7 @@ async def test_each_retry_is_logged_with_the_upstream_and_its_failure(
     fake = fake_embeddings(script=script)
     caplog.set_level(logging.INFO, logger="agent_trio.upstream")
     async with open_embedder(
-        embedding_settings(), transport=fake.transport(), tuning=quick_tuning()
+        embedding_config(embedding_settings()), transport=fake.transport(), tuning=quick_tuning()
     ) as embedder:
         assert await embedder.embed(["hello"]) == [vector_for("hello")]
     retries = [r for r in caplog.records if r.name == "agent_trio.upstream"]
@@ -160,7 +165,9 @@ async def test_invalid_json_fails_at_once(autojump_clock: trio.abc.Clock) -> Non
         return httpx.Response(200, text="<html>gateway</html>")
 
     fake = fake_embeddings(script=script)
-    async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
+    async with open_embedder(
+        embedding_config(embedding_settings()), transport=fake.transport()
+    ) as embedder:
         with pytest.raises(UpstreamProtocolError, match="not JSON"):
             await embedder.embed(_texts(3))
     assert len(fake.requests) == 1
@@ -211,7 +218,9 @@ async def test_wrong_answers_are_errors_never_zero_vectors(
         return httpx.Response(200, content=json.dumps(answer).encode())
 
     fake = fake_embeddings(script=script)
-    async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
+    async with open_embedder(
+        embedding_config(embedding_settings()), transport=fake.transport()
+    ) as embedder:
         with pytest.raises(UpstreamProtocolError, match=match):
             await embedder.embed(["a", "b"])
 
@@ -225,7 +234,9 @@ async def test_answer_in_any_order_is_put_back_in_input_order(
         return httpx.Response(200, json={"data": data[::-1]})
 
     fake = fake_embeddings(script=script)
-    async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
+    async with open_embedder(
+        embedding_config(embedding_settings()), transport=fake.transport()
+    ) as embedder:
         assert await embedder.embed(["a", "b", "c"]) == [vector_for(t) for t in "abc"]
 
 
@@ -236,7 +247,9 @@ async def test_other_4xx_fails_at_once_with_the_upstream_message(
         return httpx.Response(400, json={"error": {"message": "input too long for model"}})
 
     fake = fake_embeddings(script=script)
-    async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
+    async with open_embedder(
+        embedding_config(embedding_settings()), transport=fake.transport()
+    ) as embedder:
         with pytest.raises(UpstreamRejected, match="input too long for model") as info:
             await embedder.embed(["a"])
         assert embedder.statistics()["breaker"]["consecutive_failures"] == 0
@@ -254,7 +267,9 @@ async def test_429_retry_after_seconds_pauses_the_whole_upstream(
 
     fake = fake_embeddings(latency=1.0, script=script)
     settings = embedding_settings(embedding_batch_size=1, embedding_max_concurrency=1)
-    async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
+    async with open_embedder(
+        embedding_config(settings), transport=fake.transport(), tuning=quick_tuning()
+    ) as emb:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(emb.embed, ["first"])
             await trio.testing.wait_all_tasks_blocked()
@@ -277,7 +292,7 @@ async def test_429_retry_after_http_date(autojump_clock: trio.abc.Clock) -> None
     fake = fake_embeddings(script=script)
     tuning = quick_tuning(wall_clock=lambda: wall)
     async with open_embedder(
-        embedding_settings(), transport=fake.transport(), tuning=tuning
+        embedding_config(embedding_settings()), transport=fake.transport(), tuning=tuning
     ) as emb:
         await emb.embed(["a"])
     assert [t for t, _ in fake.requests] == [0.0, 12.0]
@@ -290,7 +305,9 @@ async def test_retry_after_beyond_the_callers_deadline_fails_now(
         return httpx.Response(429, headers={"Retry-After": "120"})
 
     fake = fake_embeddings(script=script)
-    async with open_embedder(embedding_settings(), transport=fake.transport()) as embedder:
+    async with open_embedder(
+        embedding_config(embedding_settings()), transport=fake.transport()
+    ) as embedder:
         with trio.fail_after(30), pytest.raises(UpstreamUnavailable) as info:
             await embedder.embed(["a"])
         assert trio.current_time() == 0.0
@@ -309,7 +326,9 @@ async def test_per_attempt_deadline_then_retry(autojump_clock: trio.abc.Clock) -
 
     fake = fake_embeddings(script=script)
     settings = embedding_settings(embedding_request_timeout_seconds=10.0)
-    async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
+    async with open_embedder(
+        embedding_config(settings), transport=fake.transport(), tuning=quick_tuning()
+    ) as emb:
         assert await emb.embed(["a"]) == [vector_for("a")]
         stats = emb.statistics()
     assert [t for t, _ in fake.requests] == [0.0, 11.0]  # 10 s deadline, 1 s back-off
@@ -331,7 +350,9 @@ async def test_breaker_opens_fails_fast_then_recovers(autojump_clock: trio.abc.C
         upstream_breaker_threshold=4,
         upstream_breaker_cooldown_seconds=30.0,
     )
-    async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
+    async with open_embedder(
+        embedding_config(settings), transport=fake.transport(), tuning=quick_tuning()
+    ) as emb:
         with pytest.raises(UpstreamUnavailable):
             await emb.embed(["a"])  # 3 failures
         with pytest.raises(CircuitOpen):
@@ -352,7 +373,9 @@ async def test_breaker_opens_fails_fast_then_recovers(autojump_clock: trio.abc.C
 async def test_cancel_while_waiting_for_the_rate(autojump_clock: trio.abc.Clock) -> None:
     fake = fake_embeddings(latency=1.0)
     settings = embedding_settings(embedding_rate_limit_per_minute=2, embedding_batch_size=1)
-    async with open_embedder(settings, transport=fake.transport(), tuning=quick_tuning()) as emb:
+    async with open_embedder(
+        embedding_config(settings), transport=fake.transport(), tuning=quick_tuning()
+    ) as emb:
         before = live_tasks()
         with trio.move_on_after(30) as scope:
             await emb.embed(_texts(5))  # 2 go, 3 wait for the window
@@ -368,7 +391,7 @@ async def test_cancel_while_waiting_for_the_rate(autojump_clock: trio.abc.Clock)
 async def test_cancel_while_waiting_for_a_slot(autojump_clock: trio.abc.Clock) -> None:
     fake = fake_embeddings(latency=100.0)
     settings = embedding_settings(embedding_max_concurrency=2, embedding_batch_size=1)
-    async with open_embedder(settings, transport=fake.transport()) as emb:
+    async with open_embedder(embedding_config(settings), transport=fake.transport()) as emb:
         before = live_tasks()
         with trio.move_on_after(5) as scope:
             async with trio.open_nursery() as nursery:
@@ -384,7 +407,9 @@ async def test_cancel_while_waiting_for_a_slot(autojump_clock: trio.abc.Clock) -
 
 async def test_cancel_mid_request(autojump_clock: trio.abc.Clock) -> None:
     fake = fake_embeddings(latency=100.0)
-    async with open_embedder(embedding_settings(), transport=fake.transport()) as emb:
+    async with open_embedder(
+        embedding_config(embedding_settings()), transport=fake.transport()
+    ) as emb:
         before = live_tasks()
         with trio.move_on_after(1) as scope:
             await emb.embed(["a"])
@@ -402,7 +427,9 @@ async def test_cancel_during_back_off_holds_no_slot(autojump_clock: trio.abc.Clo
 
     fake = fake_embeddings(script=script)
     tuning = quick_tuning(backoff_initial=20.0, backoff_max=60.0)
-    async with open_embedder(embedding_settings(), transport=fake.transport(), tuning=tuning) as e:
+    async with open_embedder(
+        embedding_config(embedding_settings()), transport=fake.transport(), tuning=tuning
+    ) as e:
         before = live_tasks()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(e.embed, ["a"])
@@ -424,7 +451,9 @@ async def test_a_failed_batch_fails_the_call_and_stops_the_others(
         return None
 
     fake = fake_embeddings(script=script)
-    async with open_embedder(embedding_settings(), transport=fake.transport()) as emb:
+    async with open_embedder(
+        embedding_config(embedding_settings()), transport=fake.transport()
+    ) as emb:
         before = live_tasks()
         with pytest.raises(UpstreamRejected, match="bad batch"):
             await emb.embed(_texts(60))
@@ -436,7 +465,7 @@ async def test_a_failed_batch_fails_the_call_and_stops_the_others(
 async def test_empty_and_long_texts(autojump_clock: trio.abc.Clock) -> None:
     fake = fake_embeddings()
     async with open_embedder(
-        embedding_settings(), transport=fake.transport(), max_text_chars=50
+        embedding_config(embedding_settings()), transport=fake.transport(), max_text_chars=50
     ) as emb:
         with pytest.raises(ValueError, match="text 1 is empty"):
             await emb.embed(["fine", "   "])
@@ -447,7 +476,10 @@ async def test_empty_and_long_texts(autojump_clock: trio.abc.Clock) -> None:
         assert fake.requests[-1][1] == ["y" * 50]
         assert emb.statistics()["counters"]["texts_truncated"] == 1
     async with open_embedder(
-        embedding_settings(), transport=fake.transport(), max_text_chars=50, long_texts="error"
+        embedding_config(embedding_settings()),
+        transport=fake.transport(),
+        max_text_chars=50,
+        long_texts="error",
     ) as emb:
         with pytest.raises(ValueError, match="80 characters"):
             await emb.embed(["y" * 80])
@@ -456,7 +488,9 @@ async def test_empty_and_long_texts(autojump_clock: trio.abc.Clock) -> None:
 
 async def test_closed_embedder_refuses_use(autojump_clock: trio.abc.Clock) -> None:
     fake = fake_embeddings()
-    async with open_embedder(embedding_settings(), transport=fake.transport()) as emb:
+    async with open_embedder(
+        embedding_config(embedding_settings()), transport=fake.transport()
+    ) as emb:
         pass
     assert isinstance(emb, HttpEmbedder)
     with pytest.raises(ResourceClosed):
@@ -483,7 +517,7 @@ async def test_provider_payloads(autojump_clock: trio.abc.Clock) -> None:
         embedding_api_key="jina-key",
         embedding_model="jina-embeddings-v3",
     )
-    async with open_embedder(jina, transport=fake.transport()) as emb:
+    async with open_embedder(embedding_config(jina), transport=fake.transport()) as emb:
         await emb.embed(["doc"])
         assert await emb.embed_query("question") == vector_for("question")
     assert bodies[0]["task"] == "retrieval.passage"
@@ -491,7 +525,7 @@ async def test_provider_payloads(autojump_clock: trio.abc.Clock) -> None:
     assert bodies[0]["dimensions"] == DIMS
     assert headers[0]["authorization"] == "Bearer jina-key"
     openai = embedding_settings(embedding_model="text-embedding-3-small")
-    async with open_embedder(openai, transport=fake.transport()) as emb:
+    async with open_embedder(embedding_config(openai), transport=fake.transport()) as emb:
         await emb.embed(["doc"])
     assert bodies[2] == {
         "model": "text-embedding-3-small",
@@ -500,7 +534,7 @@ async def test_provider_payloads(autojump_clock: trio.abc.Clock) -> None:
         "dimensions": DIMS,
     }
     ollama = embedding_settings(embedding_model="nomic-embed-text")
-    async with open_embedder(ollama, transport=fake.transport()) as emb:
+    async with open_embedder(embedding_config(ollama), transport=fake.transport()) as emb:
         await emb.embed(["doc"])
     assert "dimensions" not in bodies[3]
     assert "authorization" not in headers[3]

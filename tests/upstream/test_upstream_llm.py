@@ -17,6 +17,7 @@ from agent_trio import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from agent_trio.service import llm_config
 from agent_trio.upstream import (
     LlmClient,
     Message,
@@ -122,7 +123,7 @@ async def test_complete_with_tools_and_usage(autojump_clock: trio.abc.Clock) -> 
 
     fake = FakeChat(answer)
     tool = ToolSpec("vector_search", "Search chunks", {"type": "object", "properties": {}})
-    async with open_llm(llm_settings(), transport=fake.transport()) as llm:
+    async with open_llm(llm_config(llm_settings()), transport=fake.transport()) as llm:
         assert llm is not None
         completion = await llm.complete(
             [Message.system("be brief"), Message.user("find trio")],
@@ -184,7 +185,7 @@ async def test_stream_text_deltas_and_usage(autojump_clock: trio.abc.Clock) -> N
         )
 
     fake = FakeChat(answer)
-    async with open_llm(llm_settings(), transport=fake.transport()) as llm:
+    async with open_llm(llm_config(llm_settings()), transport=fake.transport()) as llm:
         assert llm is not None
         events = await _collect(llm, [Message.user("hi")])
         assert llm.statistics()["limiter"]["borrowed"] == 0
@@ -219,7 +220,7 @@ async def test_stream_assembles_tool_call_deltas(autojump_clock: trio.abc.Clock)
         )
 
     fake = FakeChat(answer)
-    async with open_llm(llm_settings(), transport=fake.transport()) as llm:
+    async with open_llm(llm_config(llm_settings()), transport=fake.transport()) as llm:
         assert llm is not None
         events = await _collect(llm, [Message.user("hi")])
     calls = [event.call for event in events if isinstance(event, ToolCallReady)]
@@ -243,7 +244,9 @@ async def test_stream_is_retried_before_the_first_token(autojump_clock: trio.abc
         return _stream_response(_sse(_delta(content="ok"), _finish("stop"), "[DONE]"))
 
     fake = FakeChat(answer)
-    async with open_llm(llm_settings(), transport=fake.transport(), tuning=quick_tuning()) as llm:
+    async with open_llm(
+        llm_config(llm_settings()), transport=fake.transport(), tuning=quick_tuning()
+    ) as llm:
         assert llm is not None
         events = await _collect(llm, [Message.user("hi")])
         counters = llm.statistics()["counters"]
@@ -266,7 +269,7 @@ async def test_stream_is_not_retried_after_the_first_token(
 
     fake = FakeChat(answer)
     received: list[Any] = []
-    async with open_llm(llm_settings(), transport=fake.transport()) as llm:
+    async with open_llm(llm_config(llm_settings()), transport=fake.transport()) as llm:
         assert llm is not None
         with pytest.raises(UpstreamUnavailable, match="broke the stream"):
             await _collect(llm, [Message.user("hi")], into=received)
@@ -280,7 +283,7 @@ async def test_stream_cut_short_is_a_protocol_error(autojump_clock: trio.abc.Clo
         return _stream_response(_sse(_delta(content="half")))  # no finish, no [DONE]
 
     fake = FakeChat(answer)
-    async with open_llm(llm_settings(), transport=fake.transport()) as llm:
+    async with open_llm(llm_config(llm_settings()), transport=fake.transport()) as llm:
         assert llm is not None
         with pytest.raises(UpstreamProtocolError, match="before the answer was complete"):
             await _collect(llm, [Message.user("hi")])
@@ -292,7 +295,7 @@ async def test_cancel_mid_stream_leaves_nothing_behind(autojump_clock: trio.abc.
         return _stream_response(pieces)
 
     fake = FakeChat(answer)
-    async with open_llm(llm_settings(), transport=fake.transport()) as llm:
+    async with open_llm(llm_config(llm_settings()), transport=fake.transport()) as llm:
         assert llm is not None
         before = live_tasks()
         received = 0
@@ -315,7 +318,7 @@ async def test_rejected_request_carries_the_upstream_message(
         return httpx.Response(401, json={"error": {"message": "Incorrect API key provided"}})
 
     fake = FakeChat(answer)
-    async with open_llm(llm_settings(), transport=fake.transport()) as llm:
+    async with open_llm(llm_config(llm_settings()), transport=fake.transport()) as llm:
         assert llm is not None
         with pytest.raises(UpstreamRejected, match="Incorrect API key") as info:
             await llm.complete([Message.user("hi")])
@@ -328,14 +331,14 @@ async def test_rejected_request_carries_the_upstream_message(
 
 async def test_malformed_completion(autojump_clock: trio.abc.Clock) -> None:
     fake = FakeChat(lambda number, body: httpx.Response(200, json={"choices": []}))
-    async with open_llm(llm_settings(), transport=fake.transport()) as llm:
+    async with open_llm(llm_config(llm_settings()), transport=fake.transport()) as llm:
         assert llm is not None
         with pytest.raises(UpstreamProtocolError, match="no choices"):
             await llm.complete([Message.user("hi")])
 
 
 async def test_providers_and_lifecycle(autojump_clock: trio.abc.Clock) -> None:
-    async with open_llm(llm_settings(llm_provider="none")) as none:
+    async with open_llm(llm_config(llm_settings(llm_provider="none"))) as none:
         assert none is None
 
     def ok(number: int, body: dict[str, Any]) -> httpx.Response:
@@ -344,7 +347,7 @@ async def test_providers_and_lifecycle(autojump_clock: trio.abc.Clock) -> None:
 
     fake = FakeChat(ok)
     router = llm_settings(llm_provider="openrouter", llm_base_url="http://router.test/v1")
-    async with open_llm(router, transport=fake.transport()) as llm:
+    async with open_llm(llm_config(router), transport=fake.transport()) as llm:
         assert llm is not None
         assert llm.provider == "openrouter"
         completion = await llm.complete([Message.user("hi")])
@@ -360,7 +363,7 @@ async def test_providers_and_lifecycle(autojump_clock: trio.abc.Clock) -> None:
     ollama = llm_settings(
         llm_provider="ollama", llm_base_url="http://ollama.test/v1", llm_api_key=None
     )
-    async with open_llm(ollama, transport=fake.transport()) as llm:
+    async with open_llm(llm_config(ollama), transport=fake.transport()) as llm:
         assert llm is not None
         await llm.complete([Message.user("hi")])
     assert "authorization" not in fake.headers[1]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent_trio import ConfigError, ResourceClosed, load_settings
+from agent_trio.service import embedding_config
 from agent_trio.upstream import LocalEmbedder, open_embedder
 from agent_trio.upstream._local import resolve_local_model
 
@@ -24,7 +25,7 @@ async def test_local_model_embeds_offline_and_ranks_by_meaning() -> None:
         "Central banks raise interest rates to cool demand and bring price growth down.",
         "Trio nurseries make every task a child of a scope that waits for it to finish.",
     ]
-    async with open_embedder(settings) as embedder:
+    async with open_embedder(embedding_config(settings)) as embedder:
         assert isinstance(embedder, LocalEmbedder)
         assert (embedder.provider, embedder.dimensions) == ("local", 384)
         vectors = await embedder.embed(documents)
@@ -59,7 +60,7 @@ async def test_the_end_of_a_text_longer_than_the_model_reads_still_counts() -> N
     ) * 8  # about 300 tokens: more than the model reads in one pass
     rocket = "The rocket engine passed its static fire test two days before the launch."
     bakery = "The bakery on the corner sells rye bread and cinnamon buns every morning."
-    async with open_embedder(settings) as embedder:
+    async with open_embedder(embedding_config(settings)) as embedder:
         assert isinstance(embedder, LocalEmbedder)
         query = await embedder.embed_query("did the rocket engine pass the static fire test")
         ends_in_rocket, ends_in_bakery, sentence = await embedder.embed(
@@ -89,7 +90,7 @@ async def test_the_model_says_which_chunks_it_reads_whole() -> None:
         for n in range(40)
     )
     document = f"# Field notes\n\n{prose[:900]}\n\n## Parts\n\n{codes}"
-    async with open_embedder(settings) as embedder:
+    async with open_embedder(embedding_config(settings)) as embedder:
         assert isinstance(embedder, LocalEmbedder)
         assert embedder.reads_whole(prose[:1000])  # about 200 tokens
         assert not embedder.reads_whole(codes[:1000])  # about 500 tokens

@@ -18,9 +18,15 @@ import trio
 
 from agent_trio._errors import AgentTrioError, ConfigError, IngestError
 from agent_trio._settings import Settings, load_settings
-from agent_trio.ingest._outcome import IngestSummary
-from agent_trio.ingest._progress import LogProgress, TerminalProgress, progress_for
-from agent_trio.ingest._reader import SUPPORTED_SUFFIXES, iter_paths
+from agent_trio.ingest import (
+    SUPPORTED_SUFFIXES,
+    IngestSummary,
+    LogProgress,
+    TerminalProgress,
+    iter_paths,
+    progress_for,
+)
+from agent_trio.service import open_service
 
 __all__ = ["run_ingest_command"]
 
@@ -83,8 +89,6 @@ async def _ingest(
     clean: bool,
     progress: LogProgress | TerminalProgress,
 ) -> IngestSummary:
-    from agent_trio.service import open_service  # the service builds on this package
-
     async with open_service(settings) as service:
         return await service.ingestor.ingest_paths(files, clean=clean, progress=progress)
 
