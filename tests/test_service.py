@@ -201,7 +201,7 @@ async def test_health_answers_while_every_graph_slot_is_held(
 
         async with trio.open_nursery() as nursery:
             for _ in range(3):
-                nursery.start_soon(gateway._call, slow_query())
+                nursery.start_soon(gateway._call, lambda _call: slow_query())
             with trio.fail_after(30):
                 while len(holding) < 3:  # noqa: ASYNC110 - waiting for the engine's answers
                     await trio.sleep(0.01)
