@@ -39,6 +39,9 @@ CUT = object()
 
 def vector_for(text: str, dims: int) -> list[float]:
     """The vector of ``text``: derived from its hash, never zero."""
+    if dims > 16:  # one digest holds at most 16 numbers: chain blocks of 16
+        blocks = [vector_for(f"{n}\x00{text}", 16) for n in range(0, dims, 16)]
+        return [x for block in blocks for x in block][:dims]
     digest = hashlib.blake2b(text.encode(), digest_size=4 * dims).digest()
     return [(value % 2000 + 1) / 1000.0 - 1.0005 for value in struct.unpack(f">{dims}I", digest)]
 
