@@ -118,16 +118,16 @@ class SpyStore(KnowledgeStore):
         super().__init__(*args, **kwargs)
         self.replacements = 0
         self.transactions = 0
-        self.written: list[list[str]] = []  # the document ids of each transaction
+        self.written: list[list[str]] = []  # the document ids of each transaction begun
         self.before_replace: Callable[[int], Awaitable[None]] | None = None
 
     async def replace_documents(self, versions: Sequence[DocumentVersion]) -> None:
+        self.written.append([v.document.id for v in versions])
         for _ in versions:
             self.replacements += 1
             if self.before_replace is not None:
                 await self.before_replace(self.replacements)
         self.transactions += 1
-        self.written.append([v.document.id for v in versions])
         await super().replace_documents(versions)
 
     @property

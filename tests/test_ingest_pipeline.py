@@ -385,8 +385,11 @@ async def test_an_embedding_outage_fails_every_document_with_its_reason(
     assert summary.documents == 0
     assert len(summary.failed) == 12
     assert all(reason.startswith("embedding upstream") for _, reason in summary.failed)
-    assert "HTTP 503" in summary.failed[0][1]
-    assert "circuit breaker open" in summary.failed[-1][1]  # later ones fail fast
+    # the first documents to reach the embedder carry the status; later ones fail fast
+    # (several readers: which documents come first is not the order of their names)
+    reasons = [reason for _, reason in summary.failed]
+    assert any("HTTP 503" in reason for reason in reasons)
+    assert any("circuit breaker open" in reason for reason in reasons)
     assert await kb.count("Document") == 0
 
 
@@ -444,7 +447,8 @@ async def test_stages_overlap_and_the_reader_stays_a_bounded_distance_ahead(
 
     assert summary.documents == progress.finished == 80
     assert (stages.embed_workers, stages.batch_texts) == (3, 2)
-    assert stages.max_in_flight() == 1 + 4 + 3 * 2 + 3 + 16 + 1 < 80
+    assert stages.write_room() == 16
+    assert stages.max_in_flight() == 3 + 4 + 3 * 2 + 16 + 16 + 1 < 80
     assert stages.embed_workers < progress.most <= stages.max_in_flight()
     assert fake.max_in_flight == embedder.limiter.total_tokens == 2  # the limiter throttles
     assert max(len(b) for b in fake.batches) == 2
@@ -460,11 +464,12 @@ async def test_documents_waiting_for_the_writer_share_one_transaction(
     fake = FakeEmbeddings()
 
     async def hold_the_first(count: int) -> None:
-        # the first transaction waits until the workers have embedded six more
-        # documents: three of them (the channel's room) then wait for the writer
+        # the first transaction waits until the workers have embedded all they can:
+        # a full room of documents waiting for the writer, and one in each worker
         if count == 1:
+            most = len(kb.store.written[0]) + ingestor.stages.write_room() + 3
             with trio.fail_after(30):
-                while fake.texts < 7:  # noqa: ASYNC110 - a bounded poll of a count
+                while fake.texts < most:  # noqa: ASYNC110 - a bounded poll of a count
                     await trio.sleep(0.01)
 
     kb.store.before_replace = hold_the_first
@@ -473,9 +478,8 @@ async def test_documents_waiting_for_the_writer_share_one_transaction(
         assert ingestor.stages.embed_workers == 3
         summary = await ingestor.ingest_paths([folder])
     assert summary.documents == kb.store.replacements == 40
-    assert kb.store.sizes[0] == 1
-    assert max(kb.store.sizes) >= 3
-    assert max(kb.store.sizes) <= ingestor.stages.write_documents
+    assert kb.store.sizes[1] == ingestor.stages.write_documents == 16  # all it may take
+    assert max(kb.store.sizes) == 16
     assert kb.store.transactions == len(kb.store.sizes) < 40
     assert await kb.count("Document") == 40
     assert await kb.count("Chunk") == 40

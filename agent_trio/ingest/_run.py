@@ -2,11 +2,13 @@
 
 ::
 
-    read (1 task) ──▶ [read_ahead documents] ──▶ embed (embed_workers tasks)
-                  ──▶ [embed_workers documents] ──▶ write (1 task)
+    read (readers tasks) ──▶ [read_ahead documents] ──▶ embed (embed_workers tasks)
+                         ──▶ [write_room documents] ──▶ write (1 task)
 
-* **read**: reads and chunks each file (in a worker thread) and asks the store for
-  the hash of its stored version; an unchanged document ends here.
+* **read** (``readers`` tasks taking the files in turn): reads and chunks each file
+  (in a worker thread) and asks the store for the hash of its stored version; an
+  unchanged document ends here. Several readers keep the file reading, the
+  chunking and the store's answers overlapping.
 * **embed**: takes a document and whatever else is already waiting, up to
   ``batch_texts`` chunks, and embeds them in ONE call (small documents share
   requests, which matters under a per-minute request limit) while the extractor
@@ -29,7 +31,7 @@ was or fully written, because each one is written whole within a single transact
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,19 +72,25 @@ class Stages:
     batch_texts: int
     write_documents: int = 16
     write_chunks: int = 200
+    readers: int = 3
+
+    def write_room(self) -> int:
+        """Embedded documents that may wait for the writer: enough for a full group."""
+        return max(self.embed_workers, self.write_documents)
 
     def max_in_flight(self) -> int:
         """Documents taken up and not yet finished, at most (each has >= 1 chunk).
 
-        The reader holds one while it waits; ``read_ahead`` wait for a worker; each
+        Each of the ``readers`` holds one while it waits; ``read_ahead`` wait for a worker; each
         worker holds a group of at most ``batch_texts`` documents, and no more than
-        were waiting plus the one it took; ``embed_workers`` wait for the writer,
-        which holds a group of at most ``write_documents`` and may hold one more
-        back for the next group.
+        were waiting plus the one it took; ``write_room`` wait for the writer, which
+        holds a group of at most ``write_documents`` and may hold one more back for
+        the next group.
         """
         workers = self.embed_workers
         group = min(self.batch_texts, self.read_ahead + 1)
-        return 1 + self.read_ahead + workers * group + workers + self.write_documents + 1
+        writer = self.write_documents + 1
+        return self.readers + self.read_ahead + workers * group + self.write_room() + writer
 
 
 def failure_reason(source: str, exc: Exception) -> str:
@@ -123,8 +131,16 @@ class _Run:
 
     # -- stage 1 -------------------------------------------------------------------
     async def read(self, files: Sequence[Path], send: trio.MemorySendChannel[Prepared]) -> None:
+        todo = iter(files)
+        async with send, trio.open_nursery() as nursery:
+            for _ in range(self.stages.readers):
+                nursery.start_soon(self._read_from, todo, send.clone())
+
+    async def _read_from(
+        self, todo: Iterator[Path], send: trio.MemorySendChannel[Prepared]
+    ) -> None:
         async with send:
-            for path in files:
+            for path in todo:
                 source = source_for(path)
                 self.progress.document_started(source)
                 try:
@@ -294,7 +310,7 @@ async def run_pipeline(
     """Ingest ``files`` through the three stages; results go to ``summary``/``progress``."""
     run = _Run(steps, stages, summary, progress)
     send_prepared, receive_prepared = trio.open_memory_channel[Prepared](stages.read_ahead)
-    send_embedded, receive_embedded = trio.open_memory_channel[_Embedded](stages.embed_workers)
+    send_embedded, receive_embedded = trio.open_memory_channel[_Embedded](stages.write_room())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run.read, files, send_prepared)
         nursery.start_soon(run.write, receive_embedded)
