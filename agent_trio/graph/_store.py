@@ -180,12 +180,15 @@ class KnowledgeStore:
         rows = await self._gateway.query(q.VECTOR_CHUNKS, params)
         return [chunk_hit_from(r, self.dialect.vector_score(r["score"])) for r in rows]
 
-    async def fulltext_search(self, text: str, k: int) -> list[ChunkHit]:
+    async def fulltext_search(
+        self, text: str, k: int, *, common_alone: bool = True
+    ) -> list[ChunkHit]:
         """The ``k`` chunks whose text best matches the words of ``text``, best first.
 
-        Any user text is safe (see ``_lucene.py``); text without a word finds nothing.
+        Any user text is safe (see ``_lucene.py``); text without a word finds nothing,
+        and so does text of nothing but common words when ``common_alone`` is false.
         """
-        query = lucene_query(text)
+        query = lucene_query(text, common_alone=common_alone)
         if k < 1 or query is None:
             return []
         params = {"index": self.dialect.chunk_text_index, "query": query, "k": k}
