@@ -118,6 +118,8 @@ def server(data_dir: Path, embedding: dict[str, str]) -> Iterator[str]:
         k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "LLM_", "EMBEDDING_"))
     }
     env.update(embedding, AGENT_DATA_DIR=str(data_dir), INGEST_ON_START=str(CORPUS))
+    env["ENGINE_START_TIMEOUT_SECONDS"] = "300"  # a busy machine starts a JVM slowly
+    errors = (data_dir.parent / "server.log").open("wb")
     process = subprocess.Popen(
         [
             str(HYPERCORN),
@@ -130,15 +132,19 @@ def server(data_dir: Path, embedding: dict[str, str]) -> Iterator[str]:
         cwd=data_dir.parent,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=errors,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ingested(process, url)
         yield url
+    except SystemExit:
+        print((data_dir.parent / "server.log").read_text()[-3000:], file=sys.stderr)
+        raise
     finally:
         process.terminate()
         process.wait(60)
+        errors.close()
 
 
 def wait_until_ingested(process: subprocess.Popen[bytes], url: str) -> None:
