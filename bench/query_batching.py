@@ -99,8 +99,8 @@ def main() -> None:
     runs = trio.run(measure, args)
     best = {name: max(figs, key=lambda f: f.qps) for name, figs in runs.items()}
     rows = [
-        f"| {name} | {f.qps:.0f} | {f.p50:.0f} ms | {f.single_p50:.1f} ms | {f.load} "
-        f"| {', '.join(f'{g.qps:.0f}' for g in runs[name])} |"
+        f"| {name} | {f.qps:.1f} | {f.p50:.0f} ms | {f.single_p50:.1f} ms | {f.load} "
+        f"| {', '.join(f'{g.qps:.1f}' for g in runs[name])} |"
         for name, f in best.items()
     ]
     ratio = best["batched"].qps / best["one pass per query"].qps
