@@ -6,7 +6,7 @@ Starts the embedded engine on a temporary data directory, grows a corpus of
 random 384-dimensional unit vectors (seeded; no model) with texts of 40 words drawn
 from a Zipf-distributed vocabulary (rank r drawn with weight 1/r) whose most common
 ranks are English function words, then 5,000 synthetic words, written through
-``KnowledgeStore.replace_document`` in documents of 100 chunks. At each size it
+``KnowledgeStore.replace_documents`` in documents of 100 chunks. At each size it
 measures, sequentially, ``Searcher.vector`` and ``Searcher.hybrid`` (limit 10)
 with random query vectors (the query embedding is precomputed: its cost is not
 measured) and five-word text queries from the same distribution, in two states of
@@ -51,16 +51,20 @@ from agent_trio.graph import (
     ArcadeDialect,
     ChunkRecord,
     DocumentRecord,
+    DocumentVersion,
     GraphGateway,
     GraphTarget,
     KnowledgeStore,
     open_graph,
 )
 from agent_trio.search import Searcher
+from agent_trio.search._fusion import reciprocal_rank_fusion
 from agent_trio.service import engine_config
 
 DIMENSIONS = 384
 CHUNKS_PER_DOCUMENT = 100
+#: documents per write transaction while the corpus grows
+DOCUMENTS_PER_WRITE = 5
 WORDS_PER_CHUNK = 40
 #: function words first (the commonest ranks), then synthetic words
 VOCABULARY = [*sorted(STOPWORDS), *(f"w{i}" for i in range(5000))]
@@ -142,6 +146,21 @@ class Row:
     hybrid_p50: float
     hybrid_p99: float
     waited: float
+    before_p50: float = 0.0
+    before_p99: float = 0.0
+    load: str = ""
+
+
+async def hybrid_before(
+    store: KnowledgeStore, embedder: PrecomputedEmbedder, query: str, limit: int
+) -> list[str]:
+    """Hybrid search as it was: the two sides one after the other, and a query of
+    common words alone searched for them. For comparison in the same run."""
+    k = min(150, max(3 * limit, 20))
+    by_vector = await store.vector_search(await embedder.embed_query(query), k)
+    by_text = await store.fulltext_search(query, k)
+    fused = reciprocal_rank_fusion([[h.chunk_id for h in by_vector], [h.chunk_id for h in by_text]])
+    return sorted(fused, key=lambda cid: -fused[cid])[:limit]
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -160,12 +179,19 @@ async def timed(calls: int, call: Callable[[int], Awaitable[object]]) -> list[fl
 
 
 async def measure(
-    searcher: Searcher, queries: list[str], size: int, state: str, waited: float
+    searcher: Searcher,
+    store: KnowledgeStore,
+    embedder: PrecomputedEmbedder,
+    queries: list[str],
+    size: int,
+    state: str,
+    waited: float,
 ) -> Row:
     n = len(queries) if state == "built" else min(len(queries), PENDING_QUERIES)
     await timed(3, lambda i: searcher.hybrid(queries[-1 - i], LIMIT))  # warm-up, not counted
     vector = await timed(n, lambda i: searcher.vector(queries[i], LIMIT))
     hybrid = await timed(n, lambda i: searcher.hybrid(queries[i], LIMIT))
+    before = await timed(n, lambda i: hybrid_before(store, embedder, queries[i], LIMIT))
     row = Row(
         size,
         state,
@@ -174,19 +200,27 @@ async def measure(
         statistics.median(hybrid),
         percentile(hybrid, 0.99),
         waited,
+        statistics.median(before),
+        percentile(before, 0.99),
+        " ".join(f"{x:.1f}" for x in os.getloadavg()),
     )
     log(
         f"{size} {state}: vector p50 {row.vector_p50:.1f} ms p99 {row.vector_p99:.1f} ms, "
-        f"hybrid p50 {row.hybrid_p50:.1f} ms p99 {row.hybrid_p99:.1f} ms"
+        f"hybrid p50 {row.hybrid_p50:.1f} ms p99 {row.hybrid_p99:.1f} ms, "
+        f"before p50 {row.before_p50:.1f} ms p99 {row.before_p99:.1f} ms, load {row.load}"
     )
     return row
 
 
 async def grow(store: KnowledgeStore, corpus: Corpus, have: int, want: int) -> None:
     started = time.perf_counter()
-    for number in range(have // CHUNKS_PER_DOCUMENT, want // CHUNKS_PER_DOCUMENT):
-        await store.replace_document(*corpus.document(number))
-        done = (number + 1) * CHUNKS_PER_DOCUMENT
+    numbers = range(have // CHUNKS_PER_DOCUMENT, want // CHUNKS_PER_DOCUMENT)
+    for first in numbers[::DOCUMENTS_PER_WRITE]:
+        group = range(first, min(first + DOCUMENTS_PER_WRITE, numbers.stop))
+        await store.replace_documents(
+            [DocumentVersion(*corpus.document(number)) for number in group]
+        )
+        done = group.stop * CHUNKS_PER_DOCUMENT
         if done % 10_000 == 0:
             rate = (done - have) / (time.perf_counter() - started)
             log(f"wrote {done} chunks ({rate:.0f} chunks/s)")
@@ -264,14 +298,15 @@ async def bench(info: EngineInfo, watch: BuildWatch, sizes: list[int], n_queries
         httpx.AsyncClient(timeout=60) as http,
     ):
         store = await open_store(gw, http, info)
-        searcher = Searcher(store, PrecomputedEmbedder(corpus, n_queries))
+        embedder = PrecomputedEmbedder(corpus, n_queries)
+        searcher = Searcher(store, embedder)
         have = 0
         for size in sizes:
             log(f"growing the corpus to {size} chunks")
             await grow(store, corpus, have, size)
-            rows.append(await measure(searcher, queries, size, "pending", 0.0))
+            rows.append(await measure(searcher, store, embedder, queries, size, "pending", 0.0))
             waited = await wait_for_build(watch, size)
-            rows.append(await measure(searcher, queries, size, "built", waited))
+            rows.append(await measure(searcher, store, embedder, queries, size, "built", waited))
             have = size
     return rows
 
@@ -287,14 +322,16 @@ async def open_store(gw: GraphGateway, http: httpx.AsyncClient, info: EngineInfo
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| chunks | index | vector p50 | vector p99 | hybrid p50 | hybrid p99 | build wait |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| chunks | index | vector p50 | vector p99 | hybrid p50 | hybrid p99 "
+        "| hybrid before p50 | hybrid before p99 | build wait | load |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         wait = f"{r.waited:.0f} s" if r.state == "built" else "–"
         lines.append(
             f"| {r.size:,} | {r.state} | {r.vector_p50:.1f} ms | {r.vector_p99:.1f} ms "
-            f"| {r.hybrid_p50:.1f} ms | {r.hybrid_p99:.1f} ms | {wait} |"
+            f"| {r.hybrid_p50:.1f} ms | {r.hybrid_p99:.1f} ms "
+            f"| {r.before_p50:.1f} ms | {r.before_p99:.1f} ms | {wait} | {r.load} |"
         )
     built = {r.size: r.vector_p50 for r in rows if r.state == "built"}
     if len(built) >= 2:
@@ -310,15 +347,20 @@ def table(rows: list[Row]) -> str:
 DESCRIPTION = """\
 The bench starts the embedded engine on a temporary data directory and grows one
 corpus to 1,000, 10,000 and 100,000 chunks, written through
-`KnowledgeStore.replace_document` in documents of 100 chunks. The data is
+`KnowledgeStore.replace_documents` in documents of 100 chunks, five to a
+transaction. The data is
 synthetic and seeded, not from a model: **random 384-dimensional unit vectors**, and
 texts of 40 words drawn from a Zipf distribution whose commonest ranks are English
 function words followed by 5,000 made-up words. Queries: a random query vector (the
 embedding is precomputed, so its cost is not in the figures) and five words from the
 same distribution. `vector` is `Searcher.vector(q, 10)`; `hybrid` is
-`Searcher.hybrid(q, 10)` (30 candidates from each search, reciprocal rank fusion).
-Each figure is over sequential calls from one client: 30 of each kind in the
-*pending* state, 100 of each in the *built* state.
+`Searcher.hybrid(q, 10)` (30 candidates from each search, reciprocal rank fusion,
+the two searches at once, no full-text side for a query of common words alone);
+*hybrid before* is hybrid as it was before that (`hybrid_before` in the bench: one
+search after the other, common words alone searched for), measured in the same run
+on the same queries. Each figure is over sequential calls from one client: 30 of
+each kind in the *pending* state, 100 of each in the *built* state; *load* is the
+load average (1, 5, 15 min) after the measurement.
 
 - *pending*: measured right after the writes. The engine builds its vector index
   graph lazily (on the first query, or after 15 s without writes); until the build
@@ -343,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--queries", type=int, default=100, help="queries per measurement")
     parser.add_argument("--heap-mb", type=int, default=1024, help="engine heap (ENGINE_HEAP_MB)")
+    parser.add_argument("--write", action="store_true", help="write docs/benchmarks.md")
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",")})
     if any(s % CHUNKS_PER_DOCUMENT for s in sizes):
@@ -354,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     seconds = time.perf_counter() - started
     log(f"done in {seconds:.0f} s")
     command = ".venv/bin/python bench/search.py" + " ".join(["", *(argv or sys.argv[1:])])
-    write_section("search", section(rows, command.strip(), seconds, load))
+    if args.write:
+        write_section("search", section(rows, command.strip(), seconds, load))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ real HTTP embedder, so limits, batching and errors take their real paths.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,14 @@ import trio_asyncio
 
 from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo
-from agent_trio.graph import ArcadeDialect, GraphGateway, GraphTarget, KnowledgeStore, open_graph
+from agent_trio.graph import (
+    ArcadeDialect,
+    DocumentVersion,
+    GraphGateway,
+    GraphTarget,
+    KnowledgeStore,
+    open_graph,
+)
 from agent_trio.service import embedding_config
 from agent_trio.upstream import Embedder, open_embedder
 from tests._engine import own_database
@@ -52,18 +59,31 @@ def open_fake_embedder(
 
 
 class SpyStore(KnowledgeStore):
-    """A knowledge store that counts replacements and can run code before each."""
+    """A knowledge store that counts documents replaced and can run code before each.
+
+    A transaction of several documents counts each of them, and runs
+    ``before_replace`` for each (with the running count) before it is sent.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.replacements = 0
+        self.transactions = 0
+        self.written: list[list[str]] = []  # the document ids of each transaction begun
         self.before_replace: Callable[[int], Awaitable[None]] | None = None
 
-    async def replace_document(self, *args: Any, **kwargs: Any) -> None:
-        self.replacements += 1
-        if self.before_replace is not None:
-            await self.before_replace(self.replacements)
-        await super().replace_document(*args, **kwargs)
+    async def replace_documents(self, versions: Sequence[DocumentVersion]) -> None:
+        self.written.append([v.document.id for v in versions])
+        for _ in versions:
+            self.replacements += 1
+            if self.before_replace is not None:
+                await self.before_replace(self.replacements)
+        self.transactions += 1
+        await super().replace_documents(versions)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(ids) for ids in self.written]
 
 
 @dataclass

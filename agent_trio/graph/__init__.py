@@ -31,6 +31,7 @@ from agent_trio.graph._rows import (
     StoredVersion,
 )
 from agent_trio.graph._store import KnowledgeStore
+from agent_trio.graph._write_plan import DocumentVersion
 
 __all__ = [
     "LEGAL_FORMS",
@@ -42,6 +43,7 @@ __all__ = [
     "DialectName",
     "DocumentRecord",
     "DocumentSummary",
+    "DocumentVersion",
     "EntityRecord",
     "EntityRow",
     "FactHit",

@@ -28,51 +28,57 @@ __all__ = [
     "FULLTEXT_CHUNKS",
     "GET_DOCUMENT",
     "LIST_DOCUMENTS",
-    "MERGE_DOCUMENT",
+    "MERGE_DOCUMENTS",
     "MERGE_ENTITIES",
     "TIMELINE",
     "VECTOR_CHUNKS",
     "neighbourhood_query",
 ]
 
-# -- replacing one document (all in one transaction, in this order) ----------------
+# -- replacing document versions (all in one transaction, in this order) -----------
+# Each statement covers every document of the transaction (``$ids``, or rows that
+# name their document), so a transaction of many documents costs as many round
+# trips as one of a single document.
 
-#: the old version's facts: reached through its chunks' mentions, which include
-#: both ends of every fact it stated (the write plan guarantees it)
+#: the old versions' facts: reached through their chunks' mentions, which include
+#: both ends of every fact they stated (the write plan guarantees it)
 DELETE_OLD_FACTS = """
-MATCH (:Chunk {document_id: $document_id})-[:MENTIONS]->(:Entity)
-      -[r:RELATES_TO {document_id: $document_id}]-()
+UNWIND $ids AS id
+MATCH (:Chunk {document_id: id})-[:MENTIONS]->(:Entity)-[r:RELATES_TO {document_id: id}]-()
 WITH DISTINCT r
 DELETE r
 """
 
-#: entities that only the old version refers to
+#: entities that only the old versions refer to
 DELETE_ORPHANED_ENTITIES = """
-MATCH (:Chunk {document_id: $document_id})-[:MENTIONS]->(e:Entity)
+UNWIND $ids AS id
+MATCH (:Chunk {document_id: id})-[:MENTIONS]->(e:Entity)
 WITH DISTINCT e
 WHERE NOT (e)-[:RELATES_TO]-()
-  AND NOT EXISTS { MATCH (e)<-[:MENTIONS]-(o:Chunk) WHERE o.document_id <> $document_id }
+  AND NOT EXISTS { MATCH (e)<-[:MENTIONS]-(o:Chunk) WHERE NOT (o.document_id IN $ids) }
 DETACH DELETE e
 """
 
 DELETE_OLD_CHUNKS = """
-MATCH (c:Chunk {document_id: $document_id})
+UNWIND $ids AS id
+MATCH (c:Chunk {document_id: id})
 DETACH DELETE c
 """
 
-MERGE_DOCUMENT = """
-MERGE (d:Document {id: $id})
+MERGE_DOCUMENTS = """
+UNWIND $rows AS r
+MERGE (d:Document {id: r.id})
 ON CREATE SET d.created_at = $now
-SET d.title = $title, d.source = $source, d.content = $content,
-    d.content_hash = $content_hash, d.metadata = $metadata,
-    d.chunk_count = $chunk_count, d.entity_count = $entity_count,
-    d.fact_count = $fact_count, d.updated_at = $now
+SET d.title = r.title, d.source = r.source, d.content = r.content,
+    d.content_hash = r.content_hash, d.metadata = r.metadata,
+    d.chunk_count = r.chunk_count, d.entity_count = r.entity_count,
+    d.fact_count = r.fact_count, d.updated_at = $now
 """
 
 CREATE_CHUNKS = """
-MATCH (d:Document {id: $document_id})
 UNWIND $rows AS r
-CREATE (c:Chunk {id: r.id, document_id: $document_id, index: r.index, text: r.text,
+MATCH (d:Document {id: r.document_id})
+CREATE (c:Chunk {id: r.id, document_id: r.document_id, index: r.index, text: r.text,
                  token_estimate: r.token_estimate, embedding: r.embedding,
                  metadata: r.metadata})-[:PART_OF]->(d)
 """
@@ -94,7 +100,7 @@ UNWIND $rows AS r
 MATCH (s:Entity {key: r.subject_key}), (o:Entity {key: r.object_key})
 CREATE (s)-[:RELATES_TO {uuid: r.uuid, relation: r.relation, fact: r.fact,
                          valid_at: r.valid_at, invalid_at: r.invalid_at,
-                         chunk_id: r.chunk_id, document_id: $document_id,
+                         chunk_id: r.chunk_id, document_id: r.document_id,
                          created_at: $now}]->(o)
 """
 

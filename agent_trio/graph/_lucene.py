@@ -12,7 +12,10 @@ Common English words ("the", "of", "what", …) are left out unless the text has
 nothing else: neither engine's default analyser drops them, they occur in nearly
 every chunk, and a query's cost grows with the number of chunks its words occur in
 (about 60 ms for a word in each of 20,000 chunks, against 4 ms for a rare word, on
-the embedded engine), while they add almost nothing to the ranking.
+the embedded engine), while they add almost nothing to the ranking. With
+``common_alone=False`` a text of nothing but common words is no query at all: at
+100,000 chunks such a query matches nearly all of them and takes a second, which
+a search that has another side to rank by (hybrid) need not spend.
 
 Lucene scores are unbounded and only comparable within one query, so
 :func:`relative_scores` maps them to ``[0, 1]`` by dividing by the best score of
@@ -44,10 +47,16 @@ STOPWORDS = _word_set(
 _NOT_WORD = re.compile(r"\W+")
 
 
-def lucene_query(text: str) -> str | None:
-    """A safe Lucene query for ``text``, or ``None`` when it has no word to search for."""
+def lucene_query(text: str, *, common_alone: bool = True) -> str | None:
+    """A safe Lucene query for ``text``, or ``None`` when it has no word to search for.
+
+    ``common_alone``: whether a text of nothing but common words is searched for them
+    (else ``None``).
+    """
     tokens = list(dict.fromkeys(t for t in text.split() if any(ch.isalnum() for ch in t)))
-    words = [t for t in tokens if _NOT_WORD.sub("", t.casefold()) not in STOPWORDS] or tokens
+    words = [t for t in tokens if _NOT_WORD.sub("", t.casefold()) not in STOPWORDS]
+    if not words and common_alone:
+        words = tokens
     phrases: list[str] = []
     seen: set[str] = set()
     for token in words:

@@ -5,7 +5,10 @@
 call goes through the :class:`GraphGateway`, so it runs under the graph limiter
 and inside the caller's cancel scope. A document is replaced in one transaction:
 readers see the old version or the new one, never a mixture, whatever is
-cancelled when.
+cancelled when. Several documents may share a transaction
+(:meth:`KnowledgeStore.replace_documents`): they are written together or not at
+all, in the same eight statements as one document, which is what makes a bulk
+ingestion fast (the cost of a transaction is mostly its round trips and commit).
 
 Replacements run one at a time (``write_limiter``, one token by default): two
 documents that mention the same entity would otherwise race to ``MERGE`` it, and
@@ -50,7 +53,7 @@ from agent_trio.graph._rows import (
     summary_from,
 )
 from agent_trio.graph._schema import VERTEX_TYPES
-from agent_trio.graph._write_plan import replace_statements
+from agent_trio.graph._write_plan import DocumentVersion, replace_statements
 
 __all__ = ["KnowledgeStore"]
 
@@ -117,15 +120,19 @@ class KnowledgeStore:
         Raises ``ValueError`` for records that contradict each other, before any
         statement is sent.
         """
+        await self.replace_documents([DocumentVersion(document, chunks, entities, facts, mentions)])
+
+    async def replace_documents(self, versions: Sequence[DocumentVersion]) -> None:
+        """Make each of ``versions`` the stored version of its document, in ONE transaction.
+
+        As :meth:`replace_document` for each; all of them are written or none. A
+        document may appear once. Raises ``ValueError`` for records that contradict
+        each other, before any statement is sent.
+        """
+        if not versions:
+            return
         statements = replace_statements(
-            document,
-            chunks,
-            entities,
-            facts,
-            mentions,
-            dimensions=self.dimensions,
-            now=utc_now_iso(),
-            batch_size=_WRITE_BATCH,
+            versions, dimensions=self.dimensions, now=utc_now_iso(), batch_size=_WRITE_BATCH
         )
         async with self.write_limiter:
             await self._gateway.transaction(statements)
@@ -175,12 +182,15 @@ class KnowledgeStore:
         rows = await self._gateway.query(q.VECTOR_CHUNKS, params)
         return [chunk_hit_from(r, self.dialect.vector_score(r["score"])) for r in rows]
 
-    async def fulltext_search(self, text: str, k: int) -> list[ChunkHit]:
+    async def fulltext_search(
+        self, text: str, k: int, *, common_alone: bool = True
+    ) -> list[ChunkHit]:
         """The ``k`` chunks whose text best matches the words of ``text``, best first.
 
-        Any user text is safe (see ``_lucene.py``); text without a word finds nothing.
+        Any user text is safe (see ``_lucene.py``); text without a word finds nothing,
+        and so does text of nothing but common words when ``common_alone`` is false.
         """
-        query = lucene_query(text)
+        query = lucene_query(text, common_alone=common_alone)
         if k < 1 or query is None:
             return []
         params = {"index": self.dialect.chunk_text_index, "query": query, "k": k}

@@ -1,11 +1,14 @@
-"""The statements that replace one document version, checked before any is sent.
+"""The statements that replace document versions, checked before any is sent.
 
-:func:`replace_statements` turns records into the ordered statements of ONE
-transaction: delete the old version's facts, the entities only it referred to and
-its chunks (with their mentions), then write the document, its chunks with
-embeddings, the entities (``MERGE``), mentions and facts, batched with ``UNWIND``.
-Every reference between the records is checked here first, so a statement never
-silently matches nothing and leaves the new version incomplete.
+:func:`replace_statements` turns the records of one or more document versions into
+the ordered statements of ONE transaction: delete the old versions' facts, the
+entities only they referred to and their chunks (with their mentions), then write
+the documents, their chunks with embeddings, the entities (``MERGE``), mentions and
+facts. Every statement covers all the documents at once (``UNWIND``), so a
+transaction costs the same eight round trips whether it carries one document or
+forty; rows are cut into statements of at most ``batch_size``. Every reference
+between the records is checked here first, so a statement never silently matches
+nothing and leaves a new version incomplete.
 
 Both ends of every fact are recorded as mentioned by the fact's chunk (added if the
 caller did not say so): a chunk that states a fact mentions its entities, and the
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agent_trio.graph import _cypher as q
@@ -28,51 +32,79 @@ from agent_trio.graph._records import (
     MentionRecord,
 )
 
-__all__ = ["replace_statements"]
+__all__ = ["DocumentVersion", "replace_statements"]
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class DocumentVersion:
+    """One document version: the document and everything stored with it."""
+
+    document: DocumentRecord
+    chunks: Sequence[ChunkRecord] = ()
+    entities: Sequence[EntityRecord] = ()
+    facts: Sequence[FactRecord] = ()
+    mentions: Sequence[MentionRecord] = ()
+
+
 def replace_statements(
-    document: DocumentRecord,
-    chunks: Sequence[ChunkRecord],
-    entities: Sequence[EntityRecord],
-    facts: Sequence[FactRecord],
-    mentions: Sequence[MentionRecord],
+    versions: Sequence[DocumentVersion],
     *,
     dimensions: int,
     now: str,
     batch_size: int,
 ) -> list[Statement]:
-    """The statements of one transaction that make ``document`` the stored version.
+    """The statements of one transaction that make each of ``versions`` the stored one.
 
-    Raises ``ValueError`` when the records contradict each other (a duplicate chunk
-    id, a fact about an entity not given, an embedding of the wrong size).
+    Raises ``ValueError`` when the records contradict each other (a document given
+    twice, a duplicate chunk id, a fact about an entity not given with its document,
+    an embedding of the wrong size).
     """
-    chunk_ids = _check_chunks(chunks, dimensions)
-    entity_rows = _entity_rows(entities)
-    keys = {row["key"] for row in entity_rows}
-    fact_rows = _fact_rows(facts, chunk_ids, keys)
-    mention_rows = _mention_rows(mentions, facts, chunk_ids, keys)
-    doc_id = {"document_id": document.id}
+    ids: list[str] = []
+    documents: list[dict[str, Any]] = []
+    chunk_rows: list[dict[str, Any]] = []
+    entity_rows: dict[str, dict[str, Any]] = {}
+    mention_rows: list[dict[str, str]] = []
+    fact_rows: list[dict[str, Any]] = []
+    all_chunk_ids: set[str] = set()
+    for version in versions:
+        document = version.document
+        if document.id in ids:
+            raise ValueError(f"document {document.id!r} appears twice in one transaction")
+        ids.append(document.id)
+        chunk_ids = _check_chunks(version.chunks, dimensions)
+        if twice := chunk_ids & all_chunk_ids:
+            raise ValueError(f"chunk id {min(twice)!r} appears twice")
+        all_chunk_ids |= chunk_ids
+        own_entities = _entity_rows(version.entities)
+        keys = set(own_entities)
+        facts = _fact_rows(version.facts, chunk_ids, keys, document.id)
+        mention_rows += _mention_rows(version.mentions, version.facts, chunk_ids, keys)
+        fact_rows += facts
+        for key, row in own_entities.items():  # the first record of a key wins
+            entity_rows.setdefault(key, row)
+        counts = (len(version.chunks), len(own_entities), len(facts))
+        documents.append(_document_row(document, counts))
+        chunk_rows += [_chunk_row(c, document.id) for c in version.chunks]
+    by_ids = {"ids": ids}
     out = [
-        Statement(q.DELETE_OLD_FACTS, doc_id),
-        Statement(q.DELETE_ORPHANED_ENTITIES, doc_id),
-        Statement(q.DELETE_OLD_CHUNKS, doc_id),
-        Statement(
-            q.MERGE_DOCUMENT,
-            _document_params(document, (len(chunks), len(entity_rows), len(fact_rows)), now),
-        ),
+        Statement(q.DELETE_OLD_FACTS, by_ids),
+        Statement(q.DELETE_ORPHANED_ENTITIES, by_ids),
+        Statement(q.DELETE_OLD_CHUNKS, by_ids),
     ]
-    chunk_rows = [_chunk_row(c) for c in chunks]
     out += [
-        Statement(q.CREATE_CHUNKS, {**doc_id, "rows": b}) for b in _batches(chunk_rows, batch_size)
+        Statement(q.MERGE_DOCUMENTS, {"now": now, "rows": b})
+        for b in _batches(documents, batch_size)
     ]
-    out += [Statement(q.MERGE_ENTITIES, {"rows": b}) for b in _batches(entity_rows, batch_size)]
+    out += [Statement(q.CREATE_CHUNKS, {"rows": b}) for b in _batches(chunk_rows, batch_size)]
+    out += [
+        Statement(q.MERGE_ENTITIES, {"rows": b})
+        for b in _batches(list(entity_rows.values()), batch_size)
+    ]
     out += [Statement(q.CREATE_MENTIONS, {"rows": b}) for b in _batches(mention_rows, batch_size)]
     out += [
-        Statement(q.CREATE_FACTS, {**doc_id, "now": now, "rows": b})
-        for b in _batches(fact_rows, batch_size)
+        Statement(q.CREATE_FACTS, {"now": now, "rows": b}) for b in _batches(fact_rows, batch_size)
     ]
     return out
 
@@ -84,9 +116,7 @@ def dump_metadata(metadata: Mapping[str, Any], *, owner: str) -> str:
         raise ValueError(f"{owner}: metadata is not JSON-serialisable: {exc}") from None
 
 
-def _document_params(
-    document: DocumentRecord, counts: tuple[int, int, int], now: str
-) -> dict[str, Any]:
+def _document_row(document: DocumentRecord, counts: tuple[int, int, int]) -> dict[str, Any]:
     chunk_count, entity_count, fact_count = counts
     return {
         "id": document.id,
@@ -98,7 +128,6 @@ def _document_params(
         "chunk_count": chunk_count,
         "entity_count": entity_count,
         "fact_count": fact_count,
-        "now": now,
     }
 
 
@@ -116,9 +145,10 @@ def _check_chunks(chunks: Sequence[ChunkRecord], dimensions: int) -> set[str]:
     return ids
 
 
-def _chunk_row(chunk: ChunkRecord) -> dict[str, Any]:
+def _chunk_row(chunk: ChunkRecord, document_id: str) -> dict[str, Any]:
     return {
         "id": chunk.id,
+        "document_id": document_id,
         "index": chunk.index,
         "text": chunk.text,
         "token_estimate": chunk.token_estimate,
@@ -127,15 +157,15 @@ def _chunk_row(chunk: ChunkRecord) -> dict[str, Any]:
     }
 
 
-def _entity_rows(entities: Iterable[EntityRecord]) -> list[dict[str, Any]]:
+def _entity_rows(entities: Iterable[EntityRecord]) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for e in entities:  # the first record of a key wins
         rows.setdefault(e.key, {"key": e.key, "id": e.id, "name": e.name, "type": e.type})
-    return list(rows.values())
+    return rows
 
 
 def _fact_rows(
-    facts: Iterable[FactRecord], chunk_ids: set[str], keys: set[str]
+    facts: Iterable[FactRecord], chunk_ids: set[str], keys: set[str], document_id: str
 ) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for f in facts:
@@ -153,6 +183,7 @@ def _fact_rows(
                 "valid_at": f.valid_at,
                 "invalid_at": f.invalid_at,
                 "chunk_id": f.chunk_id,
+                "document_id": document_id,
             },
         )
     return list(rows.values())

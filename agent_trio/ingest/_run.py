@@ -2,30 +2,36 @@
 
 ::
 
-    read (1 task) ──▶ [read_ahead documents] ──▶ embed (embed_workers tasks)
-                  ──▶ [embed_workers documents] ──▶ write (1 task)
+    read (readers tasks) ──▶ [read_ahead documents] ──▶ embed (embed_workers tasks)
+                         ──▶ [write_room documents] ──▶ write (1 task)
 
-* **read**: reads and chunks each file (in a worker thread) and asks the store for
-  the hash of its stored version; an unchanged document ends here.
+* **read** (``readers`` tasks taking the files in turn): reads and chunks each file
+  (in a worker thread) and asks the store for the hash of its stored version; an
+  unchanged document ends here. Several readers keep the file reading, the
+  chunking and the store's answers overlapping.
 * **embed**: takes a document and whatever else is already waiting, up to
   ``batch_texts`` chunks, and embeds them in ONE call (small documents share
   requests, which matters under a per-minute request limit) while the extractor
   works on each of them. Several workers run at once; the embedder's limiter, not
   this code, decides how many requests are in flight.
-* **write**: one transaction per document (``KnowledgeStore.replace_document``);
-  the store runs one replacement at a time anyway.
+* **write**: takes a document and whatever else is already waiting (up to
+  ``write_documents`` documents, about ``write_chunks`` chunks) and writes them in
+  ONE transaction (``KnowledgeStore.replace_documents``): a transaction costs about
+  the same for one document as for sixteen, so a writer that falls behind catches
+  up by writing more at a time. If such a transaction fails, each of its documents
+  is written alone, so one document at fault fails only itself.
 
 When a stage is slower than the one before it, the channel between them fills and
 the earlier stage waits: the number of documents read ahead of the writer is
 bounded (:meth:`Stages.max_in_flight`). A document that fails is reported with its
 reason and the others go on. Cancelling the run leaves every document either as it
-was or fully written, because each one is written in a single transaction.
+was or fully written, because each one is written whole within a single transaction.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,18 +70,27 @@ class Stages:
     embed_workers: int
     read_ahead: int
     batch_texts: int
+    write_documents: int = 16
+    write_chunks: int = 200
+    readers: int = 3
+
+    def write_room(self) -> int:
+        """Embedded documents that may wait for the writer: enough for a full group."""
+        return max(self.embed_workers, self.write_documents)
 
     def max_in_flight(self) -> int:
         """Documents taken up and not yet finished, at most (each has >= 1 chunk).
 
-        The reader holds one while it waits; ``read_ahead`` wait for a worker; each
+        Each of the ``readers`` holds one while it waits; ``read_ahead`` wait for a worker; each
         worker holds a group of at most ``batch_texts`` documents, and no more than
-        were waiting plus the one it took; ``embed_workers`` wait for the writer,
-        which holds one.
+        were waiting plus the one it took; ``write_room`` wait for the writer, which
+        holds a group of at most ``write_documents`` and may hold one more back for
+        the next group.
         """
         workers = self.embed_workers
         group = min(self.batch_texts, self.read_ahead + 1)
-        return 1 + self.read_ahead + workers * group + workers + 1
+        writer = self.write_documents + 1
+        return self.readers + self.read_ahead + workers * group + self.write_room() + writer
 
 
 def failure_reason(source: str, exc: Exception) -> str:
@@ -91,6 +106,9 @@ class _Embedded:
     prepared: Prepared
     vectors: list[list[float]]
     extraction: Extraction
+
+    def parts(self) -> tuple[Prepared, list[list[float]], Extraction]:
+        return self.prepared, self.vectors, self.extraction
 
 
 class _Run:
@@ -113,8 +131,16 @@ class _Run:
 
     # -- stage 1 -------------------------------------------------------------------
     async def read(self, files: Sequence[Path], send: trio.MemorySendChannel[Prepared]) -> None:
+        todo = iter(files)
+        async with send, trio.open_nursery() as nursery:
+            for _ in range(self.stages.readers):
+                nursery.start_soon(self._read_from, todo, send.clone())
+
+    async def _read_from(
+        self, todo: Iterator[Path], send: trio.MemorySendChannel[Prepared]
+    ) -> None:
         async with send:
-            for path in files:
+            for path in todo:
                 source = source_for(path)
                 self.progress.document_started(source)
                 try:
@@ -206,13 +232,65 @@ class _Run:
     # -- stage 3 -------------------------------------------------------------------
     async def write(self, receive: trio.MemoryReceiveChannel[_Embedded]) -> None:
         async with receive:
-            async for item in receive:
+            held: _Embedded | None = None
+            while True:
+                if held is None:
+                    try:
+                        held = await receive.receive()
+                    except trio.EndOfChannel:
+                        return
+                group, held = self._gather_written(held, receive)
+                await self._write_group(group)
+
+    def _gather_written(
+        self, first: _Embedded, receive: trio.MemoryReceiveChannel[_Embedded]
+    ) -> tuple[list[_Embedded], _Embedded | None]:
+        """``first`` and the documents already waiting, for one transaction.
+
+        At most ``write_documents`` documents and about ``write_chunks`` chunks; a
+        document whose id is already in the group (a file given twice) is held for
+        the next one.
+        """
+        group, chunks = [first], len(first.prepared.chunks)
+        ids = {first.prepared.doc.document_id}
+        while len(group) < self.stages.write_documents and chunks < self.stages.write_chunks:
+            try:
+                more = receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            if more.prepared.doc.document_id in ids:
+                return group, more
+            group.append(more)
+            ids.add(more.prepared.doc.document_id)
+            chunks += len(more.prepared.chunks)
+        return group, None
+
+    async def _write_group(self, group: list[_Embedded]) -> None:
+        records = []
+        for item in group:
+            try:
+                records.append((item.prepared, self.steps.records(*item.parts())))
+            except PER_DOCUMENT_ERRORS as exc:
+                self.failed(item.prepared.doc.source, exc)
+        if not records:
+            return
+        try:
+            outcomes = await self.steps.write_records(records)
+        except PER_DOCUMENT_ERRORS as exc:
+            if len(records) == 1:
+                self.failed(records[0][0].doc.source, exc)
+                return
+            # one document may be to blame: each alone, the others go on
+            for prepared, one in records:
                 try:
-                    outcome = await self.steps.write(item.prepared, item.vectors, item.extraction)
-                except PER_DOCUMENT_ERRORS as exc:
-                    self.failed(item.prepared.doc.source, exc)
+                    (outcome,) = await self.steps.write_records([(prepared, one)])
+                except PER_DOCUMENT_ERRORS as alone:
+                    self.failed(prepared.doc.source, alone)
                 else:
                     self.finished(outcome)
+            return
+        for outcome in outcomes:
+            self.finished(outcome)
 
 
 def _as_error(prepared: Prepared, exc: Exception) -> Exception:
@@ -232,7 +310,7 @@ async def run_pipeline(
     """Ingest ``files`` through the three stages; results go to ``summary``/``progress``."""
     run = _Run(steps, stages, summary, progress)
     send_prepared, receive_prepared = trio.open_memory_channel[Prepared](stages.read_ahead)
-    send_embedded, receive_embedded = trio.open_memory_channel[_Embedded](stages.embed_workers)
+    send_embedded, receive_embedded = trio.open_memory_channel[_Embedded](stages.write_room())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run.read, files, send_prepared)
         nursery.start_soon(run.write, receive_embedded)

@@ -22,10 +22,15 @@ from pathlib import Path
 import trio
 
 from agent_trio._errors import IngestError, UpstreamProtocolError
-from agent_trio.graph import KnowledgeStore
+from agent_trio.graph import DocumentVersion, KnowledgeStore
 from agent_trio.ingest._chunker import chunk_text, fit_chunks, markdown_headings
 from agent_trio.ingest._extract import Extractor
-from agent_trio.ingest._mapping import PipelineShape, document_records, version_hash
+from agent_trio.ingest._mapping import (
+    DocumentRecords,
+    PipelineShape,
+    document_records,
+    version_hash,
+)
 from agent_trio.ingest._model import Chunk, Extraction, SourceDocument
 from agent_trio.ingest._outcome import DocumentOutcome
 from agent_trio.ingest._reader import read_document
@@ -156,28 +161,45 @@ class Steps:
             start += len(prepared.chunks)
         return out
 
+    def records(
+        self, prepared: Prepared, vectors: Sequence[Sequence[float]], extraction: Extraction
+    ) -> DocumentRecords:
+        """What storing this version writes; ``IngestError`` if a value is unusable."""
+        return document_records(
+            prepared.doc, prepared.chunks, vectors, extraction, stored_hash=prepared.stored_hash
+        )
+
     async def write(
         self, prepared: Prepared, vectors: Sequence[Sequence[float]], extraction: Extraction
     ) -> DocumentOutcome:
         """Store this version of the document, with all its parts, in one transaction."""
-        records = document_records(
-            prepared.doc, prepared.chunks, vectors, extraction, stored_hash=prepared.stored_hash
-        )
+        records = self.records(prepared, vectors, extraction)
+        (outcome,) = await self.write_records([(prepared, records)])
+        return outcome
+
+    async def write_records(
+        self, group: Sequence[tuple[Prepared, DocumentRecords]]
+    ) -> list[DocumentOutcome]:
+        """Store these document versions in ONE transaction: all of them, or none.
+
+        ``IngestError`` (naming the first document) for records that contradict
+        each other; nothing was sent then.
+        """
+        versions = [
+            DocumentVersion(r.document, r.chunks, r.entities, r.facts, r.mentions) for _, r in group
+        ]
         try:
-            await self.store.replace_document(
-                records.document,
-                records.chunks,
-                records.entities,
-                records.facts,
-                records.mentions,
-            )
+            await self.store.replace_documents(versions)
         except ValueError as exc:  # records that contradict each other; nothing was sent
-            raise IngestError(f"{prepared.doc.source}: cannot be stored: {exc}") from exc
-        return DocumentOutcome(
-            id=records.document.id,
-            source=records.document.source,
-            status="written",
-            chunk_count=len(records.chunks),
-            entity_count=len({e.key for e in records.entities}),
-            fact_count=len({f.uuid for f in records.facts}),
-        )
+            raise IngestError(f"{group[0][0].doc.source}: cannot be stored: {exc}") from exc
+        return [
+            DocumentOutcome(
+                id=records.document.id,
+                source=records.document.source,
+                status="written",
+                chunk_count=len(records.chunks),
+                entity_count=len({e.key for e in records.entities}),
+                fact_count=len({f.uuid for f in records.facts}),
+            )
+            for _, records in group
+        ]

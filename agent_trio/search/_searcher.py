@@ -8,7 +8,10 @@ in ``[0, 1]``, higher is better:
 * ``fulltext``: the Lucene score divided by the best of the same query.
 * ``hybrid``: both searches fetch ``max(3 · limit, 20)`` candidates (at most 150),
   fused as described in ``_fusion.py`` (reciprocal rank fusion, or the weighted
-  sum when ``text_weight`` is given).
+  sum when ``text_weight`` is given). The two run at the same time (the full-text
+  side needs no embedding), and a query of nothing but common words ("what is
+  it") has no full-text side: in a large corpus it would match nearly every chunk,
+  cost the better part of a second, and rank nothing.
 * ``graph``: facts found two ways, each fact keeping its best score —
 
   1. facts of the entities whose names match the query (full text on entity
@@ -21,14 +24,17 @@ in ``[0, 1]``, higher is better:
   the same dates) appears once, as its best-ranked fact, even when it relates
   several pairs of entities.
 
-The calls run one after another: the query embedding dominates the time, and a
-failure arrives as the one error it is (no exception group to unpick).
+Apart from the two sides of ``hybrid``, the calls run one after another; a failure
+arrives as the one error it is (no exception group to unpick), in ``hybrid`` the
+vector side's first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Protocol
+
+import trio
 
 from agent_trio._errors import ConfigError
 from agent_trio.graph import ChunkHit, FactHit, KnowledgeStore
@@ -82,9 +88,7 @@ class Searcher:
         _check_limit(limit)
         if text_weight is not None and not 0.0 <= text_weight <= 1.0:
             raise ValueError(f"text_weight must be between 0 and 1, got {text_weight}")
-        k = _candidates(limit)
-        by_vector = await self._vector_hits(query, k)
-        by_text = await self._store.fulltext_search(query, k)
+        by_vector, by_text = await self._both_sides(query, _candidates(limit))
         if text_weight is None:
             ranks = [[h.chunk_id for h in by_vector], [h.chunk_id for h in by_text]]
             fused = reciprocal_rank_fusion(ranks)
@@ -123,6 +127,27 @@ class Searcher:
         return [
             GraphResult.from_hit(f) for f in await self._store.entity_timeline(entity, limit=limit)
         ]
+
+    async def _both_sides(self, query: str, k: int) -> tuple[list[ChunkHit], list[ChunkHit]]:
+        """The vector and the full-text candidates of ``hybrid``, searched concurrently."""
+        found: dict[str, list[ChunkHit]] = {}
+        failed: dict[str, Exception] = {}
+
+        async def side(name: str, search: Awaitable[list[ChunkHit]]) -> None:
+            try:
+                found[name] = await search
+            except Exception as exc:  # raised below, alone, as the caller expects
+                failed[name] = exc
+                nursery.cancel_scope.cancel()  # the other side's answer is not wanted
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(side, "vector", self._vector_hits(query, k))
+            text = self._store.fulltext_search(query, k, common_alone=False)
+            nursery.start_soon(side, "text", text)
+        for name in ("vector", "text"):
+            if name in failed:
+                raise failed[name]
+        return found["vector"], found["text"]
 
     async def _vector_hits(self, query: str, limit: int) -> list[ChunkHit]:
         _check_limit(limit)

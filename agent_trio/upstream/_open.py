@@ -91,6 +91,9 @@ async def _open_local(
         long_texts=long_texts,
     )
     try:
-        yield embedder
+        async with trio.open_nursery() as nursery:  # owns the query batcher
+            await nursery.start(embedder.serve_queries)
+            yield embedder
+            embedder.close()
     finally:
         embedder.close()

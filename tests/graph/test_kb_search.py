@@ -97,6 +97,23 @@ async def test_hybrid_with_no_word_match_is_vector_order(store: KnowledgeStore) 
     assert fused[0].score == pytest.approx(0.5)  # first in one of two rankings
 
 
+async def test_hybrid_has_no_full_text_side_for_common_words_alone(store: KnowledgeStore) -> None:
+    await write_rocket_corpus(store)
+    doc = DocumentRecord("doc-w", "Words", "w.md", "…", "hw", {})
+    await store.replace_document(
+        doc, [ChunkRecord("what", 0, "what is it and who is it", 6, axis(TOPICS.index("cat")))]
+    )
+    searcher = Searcher(store, TopicEmbedder())
+    # searched alone, common words still find the chunk that has them ...
+    assert [r.chunk_id for r in await searcher.fulltext("what is it", 3)] == ["what"]
+    # ... but in hybrid they do not take part: every chunk (ten, all among the vector
+    # candidates) is in one ranking only, so none scores above a one-ranking first
+    # ("what", first by words too, would)
+    fused = await searcher.hybrid("what is it", 10)
+    assert len(fused) == 10
+    assert max(r.score for r in fused) == pytest.approx(0.5)
+
+
 # -- facts ---------------------------------------------------------------------------
 
 ALICE, ACME, BOB, ZURICH = (

@@ -68,6 +68,12 @@ def test_lucene_query_quotes_every_word(text: str, query: str | None) -> None:
     assert lucene_query(text) == query
 
 
+def test_lucene_query_can_refuse_a_text_of_common_words_alone() -> None:
+    assert lucene_query("what is it?", common_alone=False) is None
+    assert lucene_query("What did Alice do?", common_alone=False) == '"Alice"'
+    assert lucene_query("* ~", common_alone=False) is None
+
+
 def test_lucene_query_is_bounded() -> None:
     query = lucene_query(" ".join(f"w{i}" for i in range(1000)))
     assert query is not None

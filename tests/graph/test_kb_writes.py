@@ -12,6 +12,7 @@ import trio.testing
 from agent_trio import GraphConstraintError, GraphQueryError
 from agent_trio.graph import (
     ChunkRecord,
+    DocumentVersion,
     EntityRecord,
     FactRecord,
     GraphGateway,
@@ -119,6 +120,51 @@ async def test_a_chunk_id_of_another_document_is_refused_whole(
     with pytest.raises(GraphConstraintError):
         await store.replace_document(*clash.args())
     assert await snapshot(gateway) == union(a.expected(), b.expected())
+
+
+async def test_several_documents_are_replaced_in_one_transaction_of_eight_statements(
+    store: KnowledgeStore, gateway: GraphGateway
+) -> None:
+    a1, b1, c1 = (build_version(f"doc-{x}", "v1", 3, people=2) for x in "abc")
+    for v in (a1, b1, c1):
+        await store.replace_document(*v.args())
+    a2 = build_version("doc-a", "v2", 4, people=1)
+    b2 = build_version("doc-b", "v2", 1, people=3)
+    d1 = build_version("doc-d", "v1", 250, people=2)  # more chunks than one statement takes
+    versions = [DocumentVersion(*v.args()) for v in (a2, b2, d1)]
+    # all of them or none: a failure after the last statement leaves every old version
+    failing = FailingGateway(gateway, 99)
+    broken = KnowledgeStore(failing, store.dialect, dimensions=store.dimensions)  # type: ignore[arg-type]
+    with pytest.raises(GraphQueryError):
+        await broken.replace_documents(versions)
+    assert failing.sent == [8 + 1]  # the 250 + 8 chunks take two CREATE statements
+    assert await snapshot(gateway) == union(a1.expected(), b1.expected(), c1.expected())
+    await store.replace_documents(versions)
+    # a1's and b1's people are gone with them; c1's stay, and Acme (all mention it)
+    assert await snapshot(gateway) == union(
+        a2.expected(), b2.expected(), c1.expected(), d1.expected()
+    )
+    for v in (a2, b2, d1):
+        stored = await store.document_version(v.document.id)
+        assert stored is not None
+        assert stored.content_hash == v.document.content_hash
+        assert stored.chunk_count == len(v.chunks)
+        assert stored.fact_count == len(v.facts)
+
+
+async def test_a_document_twice_in_one_transaction_is_refused(
+    store: KnowledgeStore, gateway: GraphGateway
+) -> None:
+    v1, v2 = build_version("doc-a", "v1", 2), build_version("doc-a", "v2", 2)
+    other = build_version("doc-b", "v1", 2)
+    with pytest.raises(ValueError, match="'doc-a' appears twice"):
+        await store.replace_documents([DocumentVersion(*v.args()) for v in (v1, other, v2)])
+    clash = build_version("doc-c", "v1", 1)
+    clash.chunks[0] = ChunkRecord(other.chunks[0].id, 0, "borrowed", 1, axis(2))
+    with pytest.raises(ValueError, match="appears twice"):
+        await store.replace_documents([DocumentVersion(*v.args()) for v in (other, clash)])
+    await store.replace_documents([])  # nothing to do
+    assert await snapshot(gateway) == Snapshot(set(), set(), set(), set(), set())
 
 
 async def test_inconsistent_records_are_refused_before_anything_is_sent(

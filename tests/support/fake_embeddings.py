@@ -64,6 +64,9 @@ def hashed_vector(text: str, dimensions: int) -> list[float]:
 
 def text_vector(text: str, dimensions: int) -> list[float]:
     """The vector of ``text`` itself, from its hash; no component is ever zero."""
+    if dimensions > 16:  # one digest holds at most 16 numbers: chain blocks of 16
+        blocks = [text_vector(f"{n}\x00{text}", 16) for n in range(0, dimensions, 16)]
+        return [x for block in blocks for x in block][:dimensions]
     digest = hashlib.blake2b(text.encode(), digest_size=4 * dimensions).digest()
     values = struct.unpack(f">{dimensions}I", digest)
     return [(value % 2000 + 1) / 1000.0 - 1.0005 for value in values]
