@@ -33,6 +33,7 @@ from agent_trio.graph import (
     GraphGateway,
     GraphTarget,
     KnowledgeStore,
+    SessionStore,
     make_dialect,
     open_graph,
 )
@@ -88,6 +89,7 @@ class Service:
     ingestor: Ingestor
     limiters: dict[str, trio.CapacityLimiter]
     engine: EngineInfo | None
+    sessions: SessionStore
     started_at: float = field(default_factory=time.monotonic)
     _stop: trio.Event = field(default_factory=trio.Event, repr=False)
 
@@ -216,6 +218,8 @@ async def open_service(
         limiters["write"] = knowledge.write_limiter
         limiters["graph_health"] = graph.health_limiter
         await knowledge.ensure_schema()
+        sessions = SessionStore(graph, knowledge.dialect, ttl=settings.session_ttl_seconds)
+        await sessions.ensure_schema()
         service = Service(
             settings=settings,
             graph=graph,
@@ -233,6 +237,7 @@ async def open_service(
             ),
             limiters=limiters,
             engine=engine,
+            sessions=sessions,
         )
         log.info(
             "service ready: graph %s (%s), embedder %s/%s, llm %s",
