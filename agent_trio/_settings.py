@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_choice: str | None = None
+    #: comma-separated models a chat may pick (``model_choice``); the first is the default
+    llm_models: str | None = None
     llm_max_concurrency: int = Field(8, ge=1, le=1024)
     llm_rate_limit_per_minute: int = Field(0, ge=0)
     llm_request_timeout_seconds: float = Field(120.0, gt=0)
@@ -95,6 +97,8 @@ class Settings(BaseSettings):
     chat_max_concurrency: int = Field(64, ge=1, le=100_000)
     chat_timeout_seconds: float = Field(120.0, gt=0)
     agent_max_steps: int = Field(8, ge=1, le=100)
+    #: a session idle this long is gone: its id starts a new session
+    session_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0)
 
     # -- ingestion ---------------------------------------------------------
     chunk_size: int = Field(1000, ge=100, le=20_000)
@@ -181,6 +185,14 @@ class Settings(BaseSettings):
         if not self.ingest_on_start:
             return []
         return [Path(p.strip()) for p in self.ingest_on_start.split(",") if p.strip()]
+
+    @property
+    def llm_model_list(self) -> list[str]:
+        """The models a chat may pick: LLM_MODELS, else LLM_CHOICE; the first is the default."""
+        models = [m.strip() for m in (self.llm_models or "").split(",") if m.strip()]
+        if models:
+            return list(dict.fromkeys(models))
+        return [self.llm_choice] if self.llm_choice else []
 
     @property
     def cors_origin_list(self) -> list[str]:

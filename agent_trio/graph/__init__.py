@@ -30,6 +30,14 @@ from agent_trio.graph._rows import (
     StoredDocument,
     StoredVersion,
 )
+from agent_trio.graph._sessions import (
+    MessageRow,
+    MessageStatus,
+    SessionRow,
+    SessionStore,
+    Turn,
+    new_id,
+)
 from agent_trio.graph._store import KnowledgeStore
 
 __all__ = [
@@ -50,17 +58,23 @@ __all__ = [
     "GraphTarget",
     "KnowledgeStore",
     "MentionRecord",
+    "MessageRow",
+    "MessageStatus",
     "Neighbourhood",
     "Neo4jDialect",
     "Record",
+    "SessionRow",
+    "SessionStore",
     "Statement",
     "StoredChunk",
     "StoredDocument",
     "StoredVersion",
+    "Turn",
     "entity_id_for",
     "entity_key",
     "fact_uuid_for",
     "lucene_query",
     "make_dialect",
+    "new_id",
     "open_graph",
 ]

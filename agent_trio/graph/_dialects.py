@@ -38,6 +38,10 @@ from agent_trio.graph._schema import (
     FULLTEXT_PROPERTIES,
     LOOKUP_KEYS,
     PROPERTY_TYPES,
+    SESSION_LOOKUP_KEYS,
+    SESSION_PROPERTY_TYPES,
+    SESSION_UNIQUE_KEYS,
+    SESSION_VERTEX_TYPES,
     UNIQUE_KEYS,
     VECTOR_PROPERTY,
     VERTEX_TYPES,
@@ -49,8 +53,10 @@ __all__ = [
     "DialectName",
     "Neo4jDialect",
     "arcadedb_schema_commands",
+    "arcadedb_session_commands",
     "make_dialect",
     "neo4j_schema_statements",
+    "neo4j_session_statements",
 ]
 
 DialectName = Literal["neo4j", "arcadedb"]
@@ -71,6 +77,10 @@ class Dialect(abc.ABC):
 
     @abc.abstractmethod
     async def _create_schema(self, gateway: GraphGateway, dimensions: int) -> None: ...
+
+    @abc.abstractmethod
+    async def ensure_session_schema(self, gateway: GraphGateway) -> None:
+        """Create the chat sessions' types and indexes where missing (idempotent)."""
 
     async def ensure_schema(self, gateway: GraphGateway, dimensions: int) -> None:
         """Create what is missing; fail if the vector index has another dimension."""
@@ -132,6 +142,21 @@ def neo4j_schema_statements(dimensions: int) -> list[str]:
     return out
 
 
+def neo4j_session_statements() -> list[str]:
+    """The Neo4j 5 DDL of the chat sessions' keys; each statement is idempotent."""
+    out = [
+        f"CREATE CONSTRAINT {_neo4j_name(label, prop, 'unique')} IF NOT EXISTS "
+        f"FOR (n:{label}) REQUIRE n.{prop} IS UNIQUE"
+        for label, prop in SESSION_UNIQUE_KEYS
+    ]
+    out += [
+        f"CREATE INDEX {_neo4j_name(label, prop, 'lookup')} IF NOT EXISTS "
+        f"FOR (n:{label}) ON (n.{prop})"
+        for label, prop in SESSION_LOOKUP_KEYS
+    ]
+    return out
+
+
 class Neo4jDialect(Dialect):
     """A Neo4j 5 server (``GRAPH_DIALECT=neo4j``)."""
 
@@ -154,6 +179,10 @@ class Neo4jDialect(Dialect):
     async def _create_schema(self, gateway: GraphGateway, dimensions: int) -> None:
         # Schema statements run one per transaction: Neo4j refuses to mix them.
         for statement in neo4j_schema_statements(dimensions):
+            await gateway.query(statement)
+
+    async def ensure_session_schema(self, gateway: GraphGateway) -> None:
+        for statement in neo4j_session_statements():
             await gateway.query(statement)
 
 
@@ -184,6 +213,24 @@ def arcadedb_schema_commands(dimensions: int) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS ON {label} ({prop}) LSM_VECTOR "
         f"METADATA {{dimensions: {int(dimensions)}, similarity: 'COSINE'}}"
     )
+    return out
+
+
+def arcadedb_session_commands() -> list[str]:
+    """The ArcadeDB SQL of the chat sessions' types and indexes; each is idempotent."""
+    out = [f"CREATE VERTEX TYPE {name} IF NOT EXISTS" for name in SESSION_VERTEX_TYPES]
+    out += [
+        f"CREATE PROPERTY {label}.{prop} IF NOT EXISTS {kind}"
+        for label, prop, kind in SESSION_PROPERTY_TYPES
+    ]
+    out += [
+        f"CREATE INDEX IF NOT EXISTS ON {label} ({prop}) UNIQUE"
+        for label, prop in SESSION_UNIQUE_KEYS
+    ]
+    out += [
+        f"CREATE INDEX IF NOT EXISTS ON {label} ({prop}) NOTUNIQUE"
+        for label, prop in SESSION_LOOKUP_KEYS
+    ]
     return out
 
 
@@ -224,6 +271,10 @@ class ArcadeDialect(Dialect):
 
     async def _create_schema(self, gateway: GraphGateway, dimensions: int) -> None:
         for command in arcadedb_schema_commands(dimensions):
+            await self.sql(command)
+
+    async def ensure_session_schema(self, gateway: GraphGateway) -> None:
+        for command in arcadedb_session_commands():
             await self.sql(command)
 
     async def sql(self, command: str) -> list[dict[str, Any]]:

@@ -38,6 +38,10 @@ __all__ = [
     "FULLTEXT_PROPERTIES",
     "LOOKUP_KEYS",
     "PROPERTY_TYPES",
+    "SESSION_LOOKUP_KEYS",
+    "SESSION_PROPERTY_TYPES",
+    "SESSION_UNIQUE_KEYS",
+    "SESSION_VERTEX_TYPES",
     "UNIQUE_KEYS",
     "VECTOR_PROPERTY",
     "VERTEX_TYPES",
@@ -71,4 +75,23 @@ PROPERTY_TYPES: Final[tuple[tuple[str, str, str], ...]] = (
     ("Chunk", "embedding", "ARRAY_OF_FLOATS"),
     ("Entity", "key", "STRING"),
     ("Entity", "name", "STRING"),
+)
+
+# -- chat sessions (their own types: clearing the knowledge graph keeps them) ---------
+#
+#     (:Session {id, user_id, metadata, created_at, updated_at})
+#     (:Message {id, session_id, role, content, status, tool_calls, created_at})
+#
+# ``Message.session_id`` links a message to its session (no edge: a message is
+# written in one statement, whatever happens to the session around it);
+# ``tool_calls`` is a JSON string. Instants are UTC ISO-8601 strings with
+# microseconds, so a session's messages sort by ``created_at``.
+
+SESSION_VERTEX_TYPES: Final = ("Session", "Message")
+SESSION_UNIQUE_KEYS: Final[tuple[LabelProperty, ...]] = (("Session", "id"), ("Message", "id"))
+SESSION_LOOKUP_KEYS: Final[tuple[LabelProperty, ...]] = (("Message", "session_id"),)
+SESSION_PROPERTY_TYPES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("Session", "id", "STRING"),
+    ("Message", "id", "STRING"),
+    ("Message", "session_id", "STRING"),
 )

@@ -33,6 +33,7 @@ from agent_trio.graph import (
     GraphGateway,
     GraphTarget,
     KnowledgeStore,
+    SessionStore,
     make_dialect,
     open_graph,
 )
@@ -78,6 +79,7 @@ class Service:
     ingestor: Ingestor
     limiters: dict[str, trio.CapacityLimiter]
     engine: EngineInfo | None
+    sessions: SessionStore
     started_at: float = field(default_factory=time.monotonic)
     _stop: trio.Event = field(default_factory=trio.Event, repr=False)
 
@@ -184,6 +186,8 @@ async def open_service(
         limiters["chat"] = trio.CapacityLimiter(settings.chat_max_concurrency)
         knowledge = KnowledgeStore(graph, _dialect(engine, http), dimensions=embedder.dimensions)
         await knowledge.ensure_schema()
+        sessions = SessionStore(graph, knowledge.dialect, ttl=settings.session_ttl_seconds)
+        await sessions.ensure_schema()
         service = Service(
             settings=settings,
             graph=graph,
@@ -201,6 +205,7 @@ async def open_service(
             ),
             limiters=limiters,
             engine=engine,
+            sessions=sessions,
         )
         log.info(
             "service ready: graph %s (%s), embedder %s/%s, llm %s",

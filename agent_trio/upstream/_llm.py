@@ -55,8 +55,12 @@ class LlmClient:
         tool_choice: str | dict[str, Any] | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        model: str | None = None,
     ) -> Completion:
+        """One completion; ``model`` overrides the configured one for this request."""
         body = self._body(messages, tools, response_format, tool_choice, temperature, max_tokens)
+        if model is not None:
+            body["model"] = model
         return await self._upstream.post_json("chat/completions", body, self._parse)
 
     def stream(
@@ -68,13 +72,17 @@ class LlmClient:
         tool_choice: str | dict[str, Any] | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        model: str | None = None,
     ) -> AbstractAsyncContextManager[AsyncIterator[StreamEvent]]:
         """``async with llm.stream(messages) as events: async for event in events: ...``
 
         Events: :class:`TextDelta` as text arrives, :class:`ToolCallReady` per finished
         tool call, and one :class:`StreamEnd` (the whole :class:`Completion`) last.
+        ``model`` overrides the configured one for this request.
         """
         body = self._body(messages, tools, response_format, tool_choice, temperature, max_tokens)
+        if model is not None:
+            body["model"] = model
         body["stream"] = True
         if self.stream_usage:
             body["stream_options"] = {"include_usage": True}
@@ -143,8 +151,12 @@ class LlmClient:
     @asynccontextmanager
     async def _open_stream(self, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[StreamEvent]]:
         headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
+        model = body["model"]
         opening = self._upstream.stream_json(
-            "chat/completions", body, self._first_token, headers=headers
+            "chat/completions",
+            body,
+            lambda response: self._first_token(response, model),
+            headers=headers,
         )
         async with opening as events:
             try:
@@ -152,8 +164,8 @@ class LlmClient:
             finally:
                 await events.aclose()
 
-    async def _first_token(self, response: httpx.Response) -> _EventStream:
-        events = _EventStream(response, DeltaAssembler(_NAME, self.model))
+    async def _first_token(self, response: httpx.Response, model: str) -> _EventStream:
+        events = _EventStream(response, DeltaAssembler(_NAME, model))
         try:
             await events.read_first_token()
         except BaseException:

@@ -1,0 +1,247 @@
+"""Chat sessions and their messages in the graph (types in ``_schema.py``).
+
+:class:`SessionStore` writes through the :class:`GraphGateway` directly: a message
+never waits behind the knowledge store's serialised document writes. A session
+that has been idle for longer than ``ttl`` seconds is gone: reading it finds
+nothing, and a chat under its id deletes it and starts a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from agent_trio.graph._dialects import Dialect
+from agent_trio.graph._gateway import GraphGateway, Record, Statement
+
+__all__ = ["MessageRow", "MessageStatus", "SessionRow", "SessionStore", "Turn", "new_id"]
+
+MessageStatus = Literal["complete", "interrupted", "failed"]
+Role = Literal["user", "assistant"]
+
+_SESSION = """
+MATCH (s:Session {id: $id})
+RETURN s.id AS id, s.user_id AS user_id, s.metadata AS metadata,
+       s.created_at AS created_at, s.updated_at AS updated_at
+"""
+_MESSAGES = """
+MATCH (m:Message {session_id: $id})
+RETURN m.id AS id, m.session_id AS session_id, m.role AS role, m.content AS content,
+       m.status AS status, m.tool_calls AS tool_calls, m.created_at AS created_at
+ORDER BY m.created_at DESC, m.id DESC
+LIMIT $limit
+"""
+_DELETE_MESSAGES = "MATCH (m:Message {session_id: $id}) DELETE m"
+_DELETE_SESSION = "MATCH (s:Session {id: $id}) DELETE s"
+_MERGE_SESSION = """
+MERGE (s:Session {id: $id})
+ON CREATE SET s.user_id = $user_id, s.metadata = $metadata, s.created_at = $now
+SET s.updated_at = $now
+"""
+_ADD_MESSAGE = """
+CREATE (m:Message {id: $id, session_id: $session_id, role: $role, content: $content,
+                   status: $status, tool_calls: $tool_calls, created_at: $now})
+"""
+_TOUCH_SESSION = "MATCH (s:Session {id: $id}) SET s.updated_at = $now"
+
+#: the most messages one read returns
+_MAX_MESSAGES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: str
+    user_id: str | None
+    metadata: Mapping[str, Any]
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    id: str
+    session_id: str
+    role: Role
+    content: str
+    status: MessageStatus
+    tool_calls: tuple[Mapping[str, Any], ...]
+    created_at: str
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "content": self.content,
+            "status": self.status,
+            "created_at": self.created_at,
+            "tool_calls": [dict(call) for call in self.tool_calls],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A chat turn opened: its session (``created``: new), earlier messages, newest first."""
+
+    session: SessionRow
+    created: bool
+    history: tuple[MessageRow, ...]
+    user_message: MessageRow
+
+
+class SessionStore:
+    """Sessions and messages. ``now`` is the wall clock (UTC); tests may pass their own."""
+
+    def __init__(
+        self,
+        gateway: GraphGateway,
+        dialect: Dialect,
+        *,
+        ttl: float,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._gateway = gateway
+        self._dialect = dialect
+        self.ttl = ttl
+        self._now = now
+
+    async def ensure_schema(self) -> None:
+        await self._dialect.ensure_session_schema(self._gateway)
+
+    async def get(self, session_id: str) -> SessionRow | None:
+        """The session, ``None`` if it is unknown or expired."""
+        session = await self._read(session_id)
+        return None if session is None or self._expired(session) else session
+
+    async def messages(self, session_id: str, *, newest: int = _MAX_MESSAGES) -> list[MessageRow]:
+        """The ``newest`` messages of the session, oldest first."""
+        rows = await self._gateway.query(_MESSAGES, {"id": session_id, "limit": newest})
+        return [_message_from(r) for r in reversed(rows)]
+
+    async def open_turn(
+        self,
+        session_id: str,
+        content: str,
+        *,
+        user_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        history: int = 100,
+    ) -> Turn:
+        """Start (or restart, if expired) the session; read its last ``history``
+        messages; write the user's message. The message is stored when this returns."""
+        session = await self._read(session_id)
+        if session is not None and self._expired(session):
+            params = {"id": session_id}
+            await self._gateway.transaction(
+                [Statement(_DELETE_MESSAGES, params), Statement(_DELETE_SESSION, params)]
+            )
+            session = None
+        earlier = [] if session is None else await self.messages(session_id, newest=history)
+        now = self._stamp()
+        message = MessageRow(new_id(), session_id, "user", content, "complete", (), now)
+        merge = {
+            "id": session_id,
+            "user_id": user_id,
+            "metadata": json.dumps(dict(metadata or {})),
+            "now": now,
+        }
+        await self._gateway.transaction([Statement(_MERGE_SESSION, merge), _add(message)])
+        stored = session or SessionRow(session_id, user_id, dict(metadata or {}), now, now)
+        return Turn(stored, session is None, tuple(reversed(earlier)), message)
+
+    async def add_message(
+        self,
+        session_id: str,
+        role: Role,
+        content: str,
+        *,
+        status: MessageStatus = "complete",
+        tool_calls: Sequence[Mapping[str, Any]] = (),
+        message_id: str | None = None,
+    ) -> MessageRow:
+        """Write one message (``message_id`` if given) and mark the session used."""
+        now = self._stamp()
+        message = MessageRow(
+            message_id or new_id(),
+            session_id,
+            role,
+            content,
+            status,
+            tuple(dict(c) for c in tool_calls),
+            now,
+        )
+        touch = Statement(_TOUCH_SESSION, {"id": session_id, "now": now})
+        await self._gateway.transaction([_add(message), touch])
+        return message
+
+    # -- internals -------------------------------------------------------------------
+    async def _read(self, session_id: str) -> SessionRow | None:
+        rows = await self._gateway.query(_SESSION, {"id": session_id})
+        return _session_from(rows[0]) if rows else None
+
+    def _expired(self, session: SessionRow) -> bool:
+        try:
+            updated = datetime.fromisoformat(session.updated_at.replace("Z", "+00:00"))
+        except ValueError:
+            return True
+        return self._now() - updated > timedelta(seconds=self.ttl)
+
+    def _stamp(self) -> str:
+        return self._now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_id() -> str:
+    """A new session or message id."""
+    return uuid.uuid4().hex
+
+
+def _add(message: MessageRow) -> Statement:
+    return Statement(
+        _ADD_MESSAGE,
+        {
+            "id": message.id,
+            "session_id": message.session_id,
+            "role": message.role,
+            "content": message.content,
+            "status": message.status,
+            "tool_calls": json.dumps([dict(c) for c in message.tool_calls]),
+            "now": message.created_at,
+        },
+    )
+
+
+def _json_object(text: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _session_from(row: Record) -> SessionRow:
+    return SessionRow(
+        id=row["id"],
+        user_id=row.get("user_id"),
+        metadata=_json_object(row.get("metadata")),
+        created_at=row.get("created_at") or "",
+        updated_at=row.get("updated_at") or "",
+    )
+
+
+def _message_from(row: Record) -> MessageRow:
+    try:
+        calls = json.loads(row.get("tool_calls") or "[]")
+    except ValueError:
+        calls = []
+    return MessageRow(
+        id=row["id"],
+        session_id=row["session_id"],
+        role=row["role"],
+        content=row.get("content") or "",
+        status=row.get("status") or "complete",
+        tool_calls=tuple(c for c in calls if isinstance(c, dict)),
+        created_at=row.get("created_at") or "",
+    )

@@ -1,0 +1,84 @@
+"""Chat sessions and messages in the real graph engine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent_trio.graph import SessionStore
+from tests._kb import KnowledgeBase, ingest_database, kb
+
+__all__ = ["ingest_database", "kb"]
+
+pytestmark = pytest.mark.engine
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(milliseconds=1)  # every reading is later than the last
+        return self.now
+
+
+@pytest.fixture
+async def store(kb: KnowledgeBase) -> tuple[SessionStore, Clock]:
+    clock = Clock()
+    sessions = SessionStore(kb.gateway, kb.store.dialect, ttl=3600, now=clock)
+    await sessions.ensure_schema()
+    await sessions.ensure_schema()  # idempotent
+    return sessions, clock
+
+
+async def test_a_turn_stores_the_user_message_first(
+    store: tuple[SessionStore, Clock],
+) -> None:
+    sessions, _ = store
+    turn = await sessions.open_turn("s-1", "hello", user_id="u1", metadata={"k": 1})
+    assert turn.created
+    assert turn.history == ()
+    stored = await sessions.get("s-1")
+    assert stored is not None
+    assert (stored.user_id, dict(stored.metadata)) == ("u1", {"k": 1})
+    [message] = await sessions.messages("s-1")
+    assert (message.role, message.content, message.status) == ("user", "hello", "complete")
+    assert message.id == turn.user_message.id
+    calls = [{"tool_name": "vector_search", "args": {"query": "q"}, "tool_call_id": "c1"}]
+    answer = await sessions.add_message(
+        "s-1", "assistant", "partial", status="interrupted", tool_calls=calls, message_id="m-2"
+    )
+    assert answer.id == "m-2"
+    second = await sessions.open_turn("s-1", "again", user_id="other")
+    assert not second.created
+    assert [m.content for m in second.history] == ["partial", "hello"]  # newest first
+    messages = await sessions.messages("s-1")
+    assert [(m.role, m.status) for m in messages] == [
+        ("user", "complete"),
+        ("assistant", "interrupted"),
+        ("user", "complete"),
+    ]
+    assert messages[1].to_api()["tool_calls"] == calls
+    again = await sessions.get("s-1")
+    assert again is not None
+    assert again.user_id == "u1"  # the session keeps its first owner
+    assert again.updated_at > stored.updated_at
+
+
+async def test_an_idle_session_expires(store: tuple[SessionStore, Clock]) -> None:
+    sessions, clock = store
+    await sessions.open_turn("s-2", "first")
+    assert await sessions.get("s-2") is not None
+    clock.now += timedelta(seconds=3601)
+    assert await sessions.get("s-2") is None
+    turn = await sessions.open_turn("s-2", "after a long pause")
+    assert turn.created
+    assert turn.history == ()
+    assert [m.content for m in await sessions.messages("s-2")] == ["after a long pause"]
+
+
+async def test_unknown_session(store: tuple[SessionStore, Clock]) -> None:
+    sessions, _ = store
+    assert await sessions.get("nobody") is None
+    assert await sessions.messages("nobody") == []
