@@ -9,13 +9,18 @@ process) after two additions that only the benchmark has:
   API (``Upstream.post_json``; opening a stream, ``Upstream.stream_json``; each
   next event of an open LLM stream) is timed, as an interval on the system-wide
   monotonic clock (``time.perf_counter``, the same clock in every process here);
-  ``POST /_bench/intervals`` returns the intervals recorded since the last call;
+  ``GET /_bench/intervals`` returns the intervals recorded since the last call;
 * ``GET /_bench/ping`` answers ``{"ok": true}`` and does nothing else: the floor
   of the framework (Quart-Trio on Hypercorn), routed through the same app.
+
+With ``BENCH_PROFILE=FILE`` in its environment it runs under cProfile, timing the
+CPU of the serving thread, and writes the profile to FILE when it stops.
 """
 
 from __future__ import annotations
 
+import cProfile
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -94,7 +99,7 @@ def add_routes() -> None:
         return {"intervals": taken}
 
     app.add_url_rule("/_bench/ping", "bench_ping", ping, methods=["GET"])
-    app.add_url_rule("/_bench/intervals", "bench_intervals", intervals, methods=["POST"])
+    app.add_url_rule("/_bench/intervals", "bench_intervals", intervals, methods=["GET"])
 
 
 def main() -> int:
@@ -103,7 +108,15 @@ def main() -> int:
     add_routes()
     from agent_trio._cli import main as cli
 
-    return cli(["serve", "--config", str(ROOT / "hypercorn.toml"), *sys.argv[1:]])
+    arguments = ["serve", "--config", str(ROOT / "hypercorn.toml"), *sys.argv[1:]]
+    profile_to = os.environ.get("BENCH_PROFILE")
+    if not profile_to:
+        return cli(arguments)
+    profile = cProfile.Profile(time.thread_time)  # CPU of the serving thread
+    try:
+        return profile.runcall(cli, arguments)
+    finally:
+        profile.dump_stats(profile_to)
 
 
 if __name__ == "__main__":

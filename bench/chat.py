@@ -6,11 +6,12 @@
 One real server process (``bench/_chat_server.py``: ``python -m agent_trio serve``
 with timing hooks on the graph gateway and the upstream clients, and a trivial
 route) on the embedded engine, with instant fake upstreams: the fake LLM of
-``tests/fake_llm.py`` in this process (so its clock is this process's clock) and
-``bench/_fake_embedding_server.py`` (latency 0) in its own. The sample corpus is
-posted to ``POST /documents`` first. Limits are raised for the whole run
-(CHAT_MAX_CONCURRENCY and LLM_MAX_CONCURRENCY 4096) so that phase 3 can hold its
-streams; the other phases never come near the defaults.
+``tests/fake_llm.py`` (so its clock is this process's clock) and an OpenAI-compatible
+embeddings endpoint (the bag-of-words vectors of ``tests/fakes.py``), both in this
+process. The sample corpus is posted to ``POST /documents`` first. Limits are raised
+for the whole run (CHAT_MAX_CONCURRENCY and LLM_MAX_CONCURRENCY 1024, the most
+LLM_MAX_CONCURRENCY allows) so that phase 3 can hold its streams; the other phases
+never come near the defaults.
 
 1. **One client**: ``--chats`` ``POST /chat`` one after another (after a warm-up);
    the fake LLM answers a user's turn with one ``hybrid_search`` call and the tool
@@ -32,6 +33,7 @@ streams; the other phases never come near the defaults.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -46,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h11
 import httpx
 import trio
 from _report import write_section
@@ -54,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fake_llm import FakeLlm, Hold, Text, agentic_script  # noqa: E402
+from tests.fakes import hashed_vector  # noqa: E402
 
 CORPUS = ROOT / "examples" / "corpus"
 QUESTIONS = [
@@ -108,21 +112,51 @@ def covered(intervals: Sequence[Sequence[float]], start: float, end: float) -> f
 # -- processes -----------------------------------------------------------------
 
 
-async def start_fake_embedder() -> tuple[trio.Process, str]:
-    command = [
-        sys.executable,
-        str(ROOT / "bench" / "_fake_embedding_server.py"),
-        *("--latency", "0", "--concurrency", "100000", "--rate", "100000000"),
-        *("--window", "1", "--dims", "384"),
-    ]
-    process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
-    assert process.stdout is not None
-    line = b""
-    with trio.fail_after(30):
-        while not line.endswith(b"\n"):
-            line += await process.stdout.receive_some(1)
-    host_port = line.decode().strip().rsplit(" ", 1)[1]
-    return process, f"http://{host_port}/v1"
+async def serve_embeddings(*, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """An instant OpenAI-compatible ``/v1/embeddings`` (bag-of-words vectors) on loopback."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, _embedding_connection, listeners)
+        task_status.started(f"http://127.0.0.1:{port}/v1")
+
+
+async def _embedding_connection(stream: trio.SocketStream) -> None:
+    conn = h11.Connection(h11.SERVER)
+    body = b""
+    with contextlib.suppress(trio.BrokenResourceError, h11.ProtocolError):
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                if conn.they_are_waiting_for_100_continue or not (
+                    data := await stream.receive_some(65536)
+                ):
+                    return
+                conn.receive_data(data)
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                texts = json.loads(body)["input"]
+                texts = texts if isinstance(texts, list) else [texts]
+                data = [
+                    {"object": "embedding", "index": i, "embedding": hashed_vector(text, 384)}
+                    for i, text in enumerate(texts)
+                ]
+                payload = json.dumps({"object": "list", "data": data, "model": "fake"}).encode()
+                headers = [
+                    ("content-type", "application/json"),
+                    ("content-length", str(len(payload))),
+                ]
+                for part in (
+                    h11.Response(status_code=200, headers=headers),
+                    h11.Data(data=payload),
+                    h11.EndOfMessage(),
+                ):
+                    await stream.send_all(conn.send(part) or b"")
+                conn.start_next_cycle()
+                body = b""
+            elif isinstance(event, h11.ConnectionClosed):
+                return
 
 
 @dataclass
@@ -165,8 +199,8 @@ async def start_server(data: Path, llm_url: str, embed_url: str) -> Server:
         EMBEDDING_DIMENSIONS="384",
         EMBEDDING_RATE_LIMIT_PER_MINUTE="0",
         EMBEDDING_MAX_CONCURRENCY="64",
-        CHAT_MAX_CONCURRENCY="4096",
-        LLM_MAX_CONCURRENCY="4096",
+        CHAT_MAX_CONCURRENCY="1024",
+        LLM_MAX_CONCURRENCY="1024",
     )
     log_path = data / "server.log"
     with log_path.open("wb") as out:
@@ -268,12 +302,12 @@ Request = Callable[[httpx.AsyncClient, str, int], Awaitable[None]]
 
 async def one_client(http: httpx.AsyncClient, url: str, request: Request, n: int) -> Latency:
     result = Latency()
-    await http.post(f"{url}/_bench/intervals")
+    await http.get(f"{url}/_bench/intervals")
     for number in range(n):
         began = time.perf_counter()
         await request(http, url, number)
         ended = time.perf_counter()
-        intervals = (await http.post(f"{url}/_bench/intervals")).json()["intervals"]
+        intervals = (await http.get(f"{url}/_bench/intervals")).json()["intervals"]
         result.totals.append(ended - began)
         result.outside.append(covered(intervals, began, ended))
     return result
@@ -490,7 +524,7 @@ async def run(args: argparse.Namespace) -> Results:
     with tempfile.TemporaryDirectory(prefix="agent-trio-chat-bench-") as tmp:
         async with trio.open_nursery() as nursery:
             llm_url = await nursery.start(llm.serve)
-            embedder, embed_url = await start_fake_embedder()
+            embed_url = await nursery.start(serve_embeddings)
             server = await start_server(Path(tmp), llm_url, embed_url)
             try:
                 await measure(server, llm, args, results)
@@ -500,7 +534,6 @@ async def run(args: argparse.Namespace) -> Results:
                     await server.process.wait()
                 if server.process.returncode is None:
                     server.process.kill()
-                embedder.terminate()
                 nursery.cancel_scope.cancel()
     return results
 
@@ -567,10 +600,11 @@ def section(r: Results, command: str) -> str:
     loads = "; ".join(f"{phase} {load}" for phase, load in r.loads.items())
     intro = f"""The real server (`bench/_chat_server.py`: `python -m agent_trio serve` with
     hypercorn.toml, plus timing hooks and a trivial route) on the embedded engine, with
-    instant fake upstreams (the fake LLM of `tests/fake_llm.py`;
-    `bench/_fake_embedding_server.py` with no latency). The sample corpus ({r.chunks}
-    chunks) is posted first; the engine's vector index was **{r.index_state}** (the engine
-    logged a completed build) before anything was measured. Each chat: the model asks for
+    instant fake upstreams in the bench's process (the fake LLM of `tests/fake_llm.py`,
+    and an embeddings endpoint giving the bag-of-words vectors of `tests/fakes.py`). The
+    sample corpus ({r.chunks} chunks) is posted first; the engine's vector index was
+    **{r.index_state}** (the engine logged a completed build) before anything was
+    measured. Each chat: the model asks for
     one `hybrid_search`, the tool runs (query embedding, graph search), the model answers;
     the session and both messages are written to the graph. {machine()},
     {time.strftime("%Y-%m-%d %H:%M")}, load average (1, 5, 15 min) per phase: {loads}."""
