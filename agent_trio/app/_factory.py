@@ -18,6 +18,7 @@ from agent_trio._errors import AgentTrioError
 from agent_trio._settings import Settings, load_settings
 from agent_trio._version import __version__
 from agent_trio.app._asgi import FinishResponses
+from agent_trio.app._chat_routes import blueprint as chat_blueprint
 from agent_trio.app._context import SERVICE_KEY
 from agent_trio.app._errors import error_response, install_error_handlers
 from agent_trio.app._knowledge_routes import blueprint as knowledge_blueprint
@@ -70,6 +71,7 @@ def create_app(
     _install_request_hooks(app, runner, metrics)
     _install_core_routes(app, runner, metrics)
     app.register_blueprint(knowledge_blueprint)
+    app.register_blueprint(chat_blueprint)
     app.asgi_app = FinishResponses(app.asgi_app)  # type: ignore[method-assign]
     return app
 

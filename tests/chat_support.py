@@ -1,0 +1,108 @@
+"""Helpers of the chat tests: the app on the session's engine, served for real if needed.
+
+Embeddings come from the in-process fake (hashed bag-of-words vectors, 16
+dimensions); the LLM, when there is one, is :class:`tests.fake_llm.FakeLlm` on
+loopback. The sample corpus (``examples/corpus``) is ingested once per database
+content (unchanged documents are skipped).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from quart import Quart
+from quart.typing import TestClientProtocol
+from quart_trio.testing.app import TrioTestApp
+
+from agent_trio import Settings
+from agent_trio.app import create_app
+from agent_trio.engine import EngineInfo
+from agent_trio.service import Service, ServiceHooks
+from tests.test_service import fake_api_settings, fake_embedder
+
+__all__ = [
+    "CORPUS",
+    "ChatApp",
+    "chat_settings",
+    "data_frames",
+    "limiters_idle",
+    "open_chat_app",
+    "serve_app",
+]
+
+CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus"
+
+
+def chat_settings(tmp_path: Path, llm_url: str | None = None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"llm_provider": "none"}
+    if llm_url is not None:
+        values |= {
+            "llm_provider": "openai",
+            "llm_base_url": llm_url,
+            "llm_api_key": "sk-test",
+            "llm_choice": "fake-model",
+            "upstream_max_attempts": 2,
+        }
+    values |= overrides
+    return fake_api_settings(tmp_path, **values)
+
+
+class ChatApp:
+    def __init__(self, app: Quart, client: TestClientProtocol, service: Service) -> None:
+        self.app = app
+        self.client = client
+        self.service = service
+
+    async def post(self, path: str, body: Any) -> tuple[int, Any]:
+        response = await self.client.post(path, json=body)
+        return response.status_code, await response.get_json()
+
+    async def stream(self, body: Any) -> tuple[int, list[dict[str, Any]]]:
+        response = await self.client.post("/chat/stream", json=body)
+        text = (await response.get_data()).decode()
+        return response.status_code, data_frames(text.splitlines())
+
+
+@asynccontextmanager
+async def open_chat_app(
+    settings: Settings, engine_info: EngineInfo, *, corpus: bool = True
+) -> AsyncIterator[ChatApp]:
+    app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder))
+    # Quart's default startup deadline (6 s) is short for a loaded machine
+    async with TrioTestApp(app, startup_timeout=120, shutdown_timeout=60) as test_app:
+        service: Service = app.extensions["agent_trio.service"]
+        if corpus:
+            summary = await service.ingestor.ingest_paths([CORPUS])
+            assert not summary.failed, summary.failed
+        yield ChatApp(app, test_app.test_client(), service)
+
+
+@asynccontextmanager
+async def serve_app(app: Quart) -> AsyncIterator[str]:
+    """Serve ``app`` (already started) with Hypercorn on loopback; yield its base URL."""
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.graceful_timeout = 1
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(serve, app, config)
+        yield binds[0]
+        nursery.cancel_scope.cancel()
+
+
+def data_frames(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """What a client that reads only ``data:`` lines sees: one object per frame."""
+    return [json.loads(line[len("data:") :]) for line in lines if line.startswith("data:")]
+
+
+def limiters_idle(service: Service) -> bool:
+    return all(
+        s["borrowed"] == 0 and s["waiting"] == 0 for s in service.limiter_statistics().values()
+    )
