@@ -30,23 +30,23 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: (start, end) of every timed call since the last ``/_bench/intervals``
-INTERVALS: list[tuple[float, float]] = []
+#: (start, end, "graph" or "upstream") of every timed call since the last ``/_bench/intervals``
+INTERVALS: list[tuple[float, float, str]] = []
 
 
-def _timed(function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _timed(function: Callable[..., Awaitable[Any]], kind: str) -> Callable[..., Awaitable[Any]]:
     async def timed(*args: Any, **kwargs: Any) -> Any:
         began = time.perf_counter()
         try:
             return await function(*args, **kwargs)
         finally:
-            INTERVALS.append((began, time.perf_counter()))
+            INTERVALS.append((began, time.perf_counter(), kind))
 
     return timed
 
 
 def _timed_opening(
-    function: Callable[..., AbstractAsyncContextManager[Any]],
+    function: Callable[..., AbstractAsyncContextManager[Any]], kind: str
 ) -> Callable[..., AbstractAsyncContextManager[Any]]:
     """Time entering and leaving the context (the request and the close), not its body."""
 
@@ -57,7 +57,7 @@ def _timed_opening(
         try:
             value = await manager.__aenter__()
         finally:
-            INTERVALS.append((began, time.perf_counter()))
+            INTERVALS.append((began, time.perf_counter(), kind))
         try:
             yield value
         except BaseException:
@@ -66,13 +66,13 @@ def _timed_opening(
                 if not await manager.__aexit__(*sys.exc_info()):
                     raise
             finally:
-                INTERVALS.append((began, time.perf_counter()))
+                INTERVALS.append((began, time.perf_counter(), kind))
         else:
             began = time.perf_counter()
             try:
                 await manager.__aexit__(None, None, None)
             finally:
-                INTERVALS.append((began, time.perf_counter()))
+                INTERVALS.append((began, time.perf_counter(), kind))
 
     return timed
 
@@ -81,10 +81,11 @@ def install_hooks() -> None:
     from agent_trio.graph._gateway import GraphGateway
     from agent_trio.upstream import _llm, _upstream
 
-    GraphGateway._call = _timed(GraphGateway._call)  # type: ignore[method-assign]
-    _upstream.Upstream.post_json = _timed(_upstream.Upstream.post_json)  # type: ignore[method-assign]
-    _upstream.Upstream.stream_json = _timed_opening(_upstream.Upstream.stream_json)  # type: ignore[method-assign]
-    _llm._EventStream.__anext__ = _timed(_llm._EventStream.__anext__)  # type: ignore[method-assign]
+    upstream = _upstream.Upstream
+    GraphGateway._call = _timed(GraphGateway._call, "graph")  # type: ignore[method-assign]
+    upstream.post_json = _timed(upstream.post_json, "upstream")  # type: ignore[method-assign]
+    upstream.stream_json = _timed_opening(upstream.stream_json, "upstream")  # type: ignore[method-assign]
+    _llm._EventStream.__anext__ = _timed(_llm._EventStream.__anext__, "upstream")  # type: ignore[method-assign]
 
 
 def add_routes() -> None:
@@ -93,7 +94,7 @@ def add_routes() -> None:
     async def ping() -> dict[str, bool]:
         return {"ok": True}
 
-    async def intervals() -> dict[str, list[tuple[float, float]]]:
+    async def intervals() -> dict[str, list[tuple[float, float, str]]]:
         taken = INTERVALS[:]
         INTERVALS.clear()
         return {"intervals": taken}

@@ -98,9 +98,13 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def covered(intervals: Sequence[Sequence[float]], start: float, end: float) -> float:
-    """Length of the union of ``intervals`` clipped to [start, end]."""
-    clipped = sorted((max(a, start), min(b, end)) for a, b in intervals if b > start and a < end)
+def covered(intervals: Sequence[Sequence[Any]], start: float, end: float, kind: str = "") -> float:
+    """Length of the union of ``intervals`` (of ``kind``, if given) clipped to [start, end]."""
+    clipped = sorted(
+        (max(a, start), min(b, end))
+        for a, b, of in intervals
+        if b > start and a < end and kind in ("", of)
+    )
     total, reach = 0.0, start
     for a, b in clipped:
         if b > reach:
@@ -278,6 +282,9 @@ async def limiters_at_zero(http: httpx.AsyncClient, url: str, within: float) -> 
 class Latency:
     totals: list[float] = field(default_factory=list)
     outside: list[float] = field(default_factory=list)  # in upstream and graph calls
+    graph: list[float] = field(default_factory=list)
+    upstream: list[float] = field(default_factory=list)
+    graph_calls: list[int] = field(default_factory=list)
 
     @property
     def ours(self) -> list[float]:
@@ -310,6 +317,9 @@ async def one_client(http: httpx.AsyncClient, url: str, request: Request, n: int
         intervals = (await http.get(f"{url}/_bench/intervals")).json()["intervals"]
         result.totals.append(ended - began)
         result.outside.append(covered(intervals, began, ended))
+        result.graph.append(covered(intervals, began, ended, "graph"))
+        result.upstream.append(covered(intervals, began, ended, "upstream"))
+        result.graph_calls.append(sum(1 for a, b, kind in intervals if kind == "graph"))
     return result
 
 
@@ -382,6 +392,8 @@ async def read_stream(
             if line.startswith("data:"):
                 frame = json.loads(line[5:])
                 if not await on_frame(frame):
+                    if frame.get("type") == "error":
+                        return f"error {frame.get('code')}: {frame.get('message')}"
                     return str(frame.get("type"))
     return "closed"
 
@@ -632,6 +644,8 @@ def section(r: Results, command: str) -> str:
         "|---|---:|---:|---:|",
         _row("`POST /chat`, as the client sees it", chat.totals),
         _row("... in upstream and graph calls", chat.outside),
+        _row(f"... of which graph ({_mean(chat.graph_calls):.1f} calls per chat)", chat.graph),
+        _row("... of which upstream (LLM twice, embedding once)", chat.upstream),
         _row("... **ours** (the difference)", chat.ours),
         _row("`GET /_bench/ping` (framework floor)", ping.totals),
         "",
@@ -682,6 +696,10 @@ def _fill(text: str) -> str:
 def _row(label: str, samples: Sequence[float]) -> str:
     p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
     return f"| {label} | {ms(p50)} | {ms(p99)} | {ms(sum(samples) / len(samples))} |"
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _zero(seconds: float | None) -> str:

@@ -19,18 +19,23 @@ import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import h11
+import httpx
 import pytest
 import trio
 
+from agent_trio import __version__
 from agent_trio.client import api_key_from_env, iter_frames
+from tests.test_server_process import running_server, wait_healthy
 
 pytestmark = pytest.mark.slow
 
 #: generous bound on any one wait: a loaded machine is slow, never this slow
 WAIT = 30.0
+CORPUS = Path(__file__).resolve().parent.parent / "examples" / "corpus"
 
 # -- the terminal ------------------------------------------------------------
 
@@ -43,7 +48,8 @@ def _take_terminal() -> None:
 class Terminal:
     """The master side of a pty running the client: type into it, read what it shows."""
 
-    def __init__(self, master: int, process: trio.Process) -> None:
+    def __init__(self, master: int, process: trio.Process, patience: float) -> None:
+        self._patience = patience
         self._stream = trio.lowlevel.FdStream(master)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._raw = ""
@@ -58,7 +64,7 @@ class Terminal:
         """Wait until ``text`` appears after what was expected last; the output up to it."""
         start = self._seen
         open_ = True
-        with trio.move_on_after(WAIT):
+        with trio.move_on_after(self._patience):
             while open_ and (found := self.output.find(text, start)) < 0:
                 open_ = await self._read()
         found = self.output.find(text, start)
@@ -70,7 +76,7 @@ class Terminal:
         await self._stream.send_all(keys.encode())
 
     async def exit_code(self) -> int:
-        with trio.fail_after(WAIT):
+        with trio.fail_after(self._patience):
             while await self._read():  # drain, so the child is never blocked on a full pty
                 pass
             return await self.process.wait()
@@ -91,8 +97,11 @@ class Terminal:
 
 
 @asynccontextmanager
-async def chat_client(url: str, **env: str) -> AsyncIterator[Terminal]:
-    """``python -m agent_trio chat --url URL`` on a fresh pty of 40 x 200."""
+async def chat_client(url: str, *, patience: float = WAIT, **env: str) -> AsyncIterator[Terminal]:
+    """``python -m agent_trio chat --url URL`` on a fresh pty of 40 x 200.
+
+    ``patience`` bounds each wait for the terminal to show something.
+    """
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
     environ = {k: v for k, v in os.environ.items() if k not in ("AGENT_TRIO_API_KEY", "API_KEY")}
@@ -109,7 +118,7 @@ async def chat_client(url: str, **env: str) -> AsyncIterator[Terminal]:
         )
     finally:
         os.close(slave)
-    terminal = Terminal(master, process)
+    terminal = Terminal(master, process, patience)
     try:
         yield terminal
     finally:
@@ -522,3 +531,34 @@ def test_the_api_key_variable_of_the_client_comes_first() -> None:
     assert api_key_from_env({"AGENT_TRIO_API_KEY": "a", "API_KEY": "b"}) == "a"
     assert api_key_from_env({"AGENT_TRIO_API_KEY": "", "API_KEY": "b"}) == "b"
     assert api_key_from_env({}) is None
+
+
+# -- against the real service ----------------------------------------------------------
+
+
+@pytest.mark.engine
+async def test_a_conversation_with_the_real_service_on_the_sample_corpus(tmp_path: Path) -> None:
+    # No configuration at all: the embedded engine, the local embedder, no LLM.
+    async with running_server(tmp_path) as (process, url, _data_dir):
+        await wait_healthy(url, process)
+        async with httpx.AsyncClient(timeout=120) as http:
+            for path in sorted(CORPUS.iterdir()):
+                body = {"title": path.stem, "source": path.name, "content": path.read_text()}
+                response = await http.post(f"{url}/documents", json=body)
+                assert response.status_code == 201, response.text
+        # the local model embeds each question on a CPU shared with the engine
+        async with chat_client(url, patience=120) as term:
+            await term.expect(f"agent-trio {__version__} at {url} (healthy)")
+            await term.expect("you> ")
+            await term.type("Who acquired Kestrel Labs?\r")
+            await term.expect("-> hybrid_search(")
+            await term.expect("Corvid Systems acquired Kestrel Labs")
+            answer = await term.expect("you> ")
+            assert "\nsources:\n  1. " in answer, answer
+            assert "corvid-acquires-kestrel.md" in answer.split("sources:")[1]
+            await term.type("And when was Kestrel Labs founded?\r")
+            await term.expect("sources:")
+            await term.expect("you> ")
+            await term.type("\x04")
+            assert await term.exit_code() == 0
+            assert "error" not in term.output
