@@ -38,6 +38,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -214,6 +215,7 @@ async def start_server(data: Path, llm_url: str, embed_url: str) -> Server:
                 str(ROOT / "bench" / "_chat_server.py"),
                 "--bind",
                 f"127.0.0.1:{port}",
+                "--no-read-timeout",  # see the note on streams in the report
             ],
             cwd=data,
             env=env,
@@ -370,6 +372,7 @@ class Streams:
     rss_held: int = 0
     seconds_to_open: float = 0.0
     limiters_zero_after: float | None = None
+    failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_stream_kb(self) -> float:
@@ -384,17 +387,20 @@ async def read_stream(
 ) -> str:
     """Read one /chat/stream until ``on_frame`` returns False or the stream ends."""
     body = {"message": question}
-    async with http.stream("POST", f"{url}/chat/stream", json=body) as response:
-        if response.status_code != 200:
-            await response.aread()
-            return f"HTTP {response.status_code}: {response.text[:200]}"
-        async for line in response.aiter_lines():
-            if line.startswith("data:"):
-                frame = json.loads(line[5:])
-                if not await on_frame(frame):
-                    if frame.get("type") == "error":
-                        return f"error {frame.get('code')}: {frame.get('message')}"
-                    return str(frame.get("type"))
+    try:
+        async with http.stream("POST", f"{url}/chat/stream", json=body) as response:
+            if response.status_code != 200:
+                await response.aread()
+                return f"HTTP {response.status_code}: {response.text[:200]}"
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    frame = json.loads(line[5:])
+                    if not await on_frame(frame):
+                        if frame.get("type") == "error":
+                            return f"error {frame.get('code')}: {frame.get('message')}"
+                        return str(frame.get("type"))
+    except httpx.TransportError as exc:
+        return f"{type(exc).__name__}: {exc}"
     return "closed"
 
 
@@ -442,8 +448,10 @@ async def held_streams(server: Server, llm: FakeLlm, n: int) -> Streams:
                 result.ended += 1
             else:
                 result.failed += 1
+                result.failures[outcome[:60]] = result.failures.get(outcome[:60], 0) + 1
                 if result.failed <= 3:
-                    log(f"stream {number} ended with {outcome}")
+                    after = time.perf_counter() - began
+                    log(f"stream {number} ended after {after:.1f} s: {outcome}")
 
         began = time.perf_counter()
         async with trio.open_nursery() as nursery:
@@ -541,6 +549,8 @@ async def run(args: argparse.Namespace) -> Results:
             try:
                 await measure(server, llm, args, results)
             finally:
+                if args.keep_log:
+                    shutil.copy(server.log_path, args.keep_log)
                 server.process.terminate()
                 with trio.move_on_after(30):
                     await server.process.wait()
@@ -665,6 +675,7 @@ def section(r: Results, command: str) -> str:
         f"| server RSS idle / held | {st.rss_idle / 2**20:.0f} MB / {st.rss_held / 2**20:.0f} MB |",
         f"| **RSS per open stream** | {st.per_stream_kb:.1f} KB |",
         f"| streams ended with `end` / otherwise | {st.ended} / {st.failed} |",
+        *(f"| ... {why} | {count} |" for why, count in st.failures.items()),
         f"| limiters at zero after | {_zero(st.limiters_zero_after)} |",
         "",
         _fill(held),
@@ -731,6 +742,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--disconnects", type=int, default=200)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--keep-log", type=Path, help="copy the server's log here")
     args = parser.parse_args(argv)
     results = trio.run(run, args)
     command = ".venv/bin/python bench/chat.py" + "".join(

@@ -38,8 +38,11 @@ def run_chat(url: str, *, api_key: str | None = None, out: TextIO = sys.stdout) 
     timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
     with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout) as client:
         chat = _Conversation(client, url, has_key=api_key is not None, out=out)
-        if not chat.greet():
-            return 1
+        try:
+            if not chat.greet():
+                return 1
+        except KeyboardInterrupt:  # while waiting for the server's first answer
+            return 130
         return chat.loop()
 
 
@@ -92,7 +95,7 @@ class _Conversation:
             view.stream_closed()
         except KeyboardInterrupt:
             view.cancelled()
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             view.line(self._unreachable(exc))
         except httpx.ReadTimeout:
             view.line(f"error: the server sent nothing for {READ_TIMEOUT:.0f} s; answer abandoned")
