@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from hypercorn.trio import serve
 from quart import Quart
 from quart.typing import TestClientProtocol
 from quart_trio.testing.app import TrioTestApp
+from werkzeug.datastructures import Headers
 
 from agent_trio import Settings
 from agent_trio.app import create_app
@@ -65,9 +67,25 @@ class ChatApp:
         return response.status_code, await response.get_json()
 
     async def stream(self, body: Any) -> tuple[int, list[dict[str, Any]]]:
-        response = await self.client.post("/chat/stream", json=body)
-        text = (await response.get_data()).decode()
-        return response.status_code, data_frames(text.splitlines())
+        """POST to /chat/stream, reading the body as it comes (the test client's
+        ``post`` reads it only after the app finished, with room for ten parts)."""
+        status, _, text = await self.stream_raw(body)
+        return status, data_frames(text.splitlines())
+
+    async def stream_raw(self, body: Any) -> tuple[int, Headers, str]:
+        headers = {"Content-Type": "application/json"}
+        parts: list[bytes] = []
+        async with self.client.request("/chat/stream", method="POST", headers=headers) as conn:
+            await conn.send(json.dumps(body).encode())
+            await conn.send_complete()
+            while True:
+                try:
+                    parts.append(await conn.receive())
+                except trio.EndOfChannel:
+                    break
+            status = conn.status_code  # type: ignore[attr-defined]
+            response_headers = conn.headers  # type: ignore[attr-defined]
+        return status, response_headers, b"".join(parts).decode()
 
 
 @asynccontextmanager
@@ -86,13 +104,25 @@ async def open_chat_app(
 
 @asynccontextmanager
 async def serve_app(app: Quart) -> AsyncIterator[str]:
-    """Serve ``app`` (already started) with Hypercorn on loopback; yield its base URL."""
+    """Serve ``app`` (already started by the test) with Hypercorn on loopback; yield its
+    base URL."""
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
     config.graceful_timeout = 1
+
+    async def without_lifespan(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:  # the app is already started: say yes to the server's lifespan
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, app, config)
+        binds = await nursery.start(partial(serve, mode="asgi"), without_lifespan, config)
         yield binds[0]
         nursery.cancel_scope.cancel()
 

@@ -26,7 +26,7 @@ from agent_trio.agent._events import AnswerText, Emit, Source, SourcesFound, Too
 from agent_trio.graph import STOPWORDS
 from agent_trio.search import ChunkResult, GraphResult, Searcher
 
-__all__ = ["EXTRACTIVE_MODEL", "ExtractiveAnswerer", "compose_answer"]
+__all__ = ["EXTRACTIVE_MODEL", "Answer", "ExtractiveAnswerer", "compose_answer"]
 
 EXTRACTIVE_MODEL = "extractive"
 
@@ -91,23 +91,37 @@ class ExtractiveAnswerer:
                 nursery.start_soon(find_facts)
         if failures:  # an outage: one error for the caller, not a group of two
             raise failures[0]
-        if chunks:
-            await emit(SourcesFound(tuple(Source.from_chunk(c) for c in chunks)))
-        for piece in _pieces(compose_answer(question, chunks, facts)):
+        answer = compose_answer(question, chunks, facts)
+        if answer.quoted:
+            await emit(SourcesFound(tuple(Source.from_chunk(c) for c in answer.quoted)))
+        for piece in _pieces(answer.text):
             await emit(AnswerText(piece))
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str
+    quoted: tuple[ChunkResult, ...]  # the chunks quoted, best first
 
 
 def compose_answer(
     question: str, chunks: Sequence[ChunkResult], facts: Sequence[GraphResult]
-) -> str:
-    """The extractive answer to ``question`` from the chunks and facts, best first."""
+) -> Answer:
+    """The extractive answer to ``question`` from the chunks and facts, best first.
+
+    Only sentences and facts that share a word with the question are used.
+    """
     sentences = [s for rank, c in enumerate(chunks) for s in _sentences(c.content, rank)]
     ranked = _rank(question, sentences, [c.score for c in chunks])
     quotes = _pick(ranked)
     text = " ".join(s.text for s in quotes)
-    extra = [f for f in facts if _norm(f.fact) not in _norm(text)][:_EXTRA_FACTS]
+    wanted = _stems(question)
+    extra = [f for f in facts if wanted & _stems(f.fact) and _norm(f.fact) not in _norm(text)][
+        :_EXTRA_FACTS
+    ]
+    quoted = tuple(chunks[i] for i in sorted({s.chunk for s in quotes}))
     if not quotes and not extra:
-        return NOTHING_FOUND
+        return Answer(NOTHING_FOUND, ())
     parts = [text] if text else ["The knowledge base holds these facts:"]
     if extra:
         lines = [
@@ -115,9 +129,9 @@ def compose_answer(
         ]
         parts.append(("Related facts:\n" if text else "") + "\n".join(lines))
     titles = list(dict.fromkeys(chunks[s.chunk].document_title for s in quotes))
-    quoted = f"Quoted from {', '.join(titles)}. " if titles else ""
-    parts.append(f"({quoted}This answer is extractive: no language model is configured.)")
-    return "\n\n".join(parts)
+    cited = f"Quoted from {', '.join(titles)}. " if titles else ""
+    parts.append(f"({cited}This answer is extractive: no language model is configured.)")
+    return Answer("\n\n".join(parts), quoted)
 
 
 def _dated(valid_at: str | None) -> str:
