@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,13 +25,22 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("--clean", action="store_true", help="delete every document first")
 
-    chat = commands.add_parser("chat", help="interactive client of /chat/stream")
-    chat.add_argument("--url", default="http://127.0.0.1:8058")
+    chat = commands.add_parser(
+        "chat",
+        help="interactive client of /chat/stream",
+        description="Ask questions; Ctrl-C cancels an answer, Ctrl-D quits. The server's "
+        "API key, if it has one, is read from AGENT_TRIO_API_KEY (or API_KEY).",
+    )
+    chat.add_argument("--url", default="http://127.0.0.1:8058", help="the server's address")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "chat":
+        from agent_trio.client import api_key_from_env, run_chat
+
+        return run_chat(args.url, api_key=api_key_from_env())
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -45,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent_trio._ingest_cli import run_ingest_command
 
         return run_ingest_command(args.paths, clean=args.clean)
-    print("chat: not available in this version", file=sys.stderr)
-    return 2
+    raise AssertionError(f"unknown command {args.command!r}")  # argparse refused it already
 
 
 def _serve(config_path: Path, bind: list[str] | None) -> int:

@@ -1,0 +1,145 @@
+"""The real server for bench/chat.py, with timing hooks and a trivial route.
+
+    .venv/bin/python bench/_chat_server.py --bind 127.0.0.1:PORT
+
+Runs ``python -m agent_trio serve`` (hypercorn.toml, the trio worker, in this
+process) after two additions that only the benchmark has:
+
+* every graph gateway call (``GraphGateway._call``) and every wait on an upstream
+  API (``Upstream.post_json``; opening a stream, ``Upstream.stream_json``; each
+  next event of an open LLM stream) is timed, as an interval on the system-wide
+  monotonic clock (``time.perf_counter``, the same clock in every process here);
+  ``GET /_bench/intervals`` returns the intervals recorded since the last call;
+* ``GET /_bench/ping`` answers ``{"ok": true}`` and does nothing else: the floor
+  of the framework (Quart-Trio on Hypercorn), routed through the same app.
+
+``--no-read-timeout`` drops hypercorn.toml's ``read_timeout``: Hypercorn closes a
+connection whose client sent nothing for that long, a response stream included, and
+holding many streams open takes longer than that here.
+
+With ``BENCH_PROFILE=FILE`` in its environment it runs under cProfile, timing the
+CPU of the serving thread, and writes the profile to FILE when it stops.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: (start, end, "graph" or "upstream") of every timed call since the last ``/_bench/intervals``
+INTERVALS: list[tuple[float, float, str]] = []
+
+
+def _timed(function: Callable[..., Awaitable[Any]], kind: str) -> Callable[..., Awaitable[Any]]:
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return await function(*args, **kwargs)
+        finally:
+            INTERVALS.append((began, time.perf_counter(), kind))
+
+    return timed
+
+
+def _timed_opening(
+    function: Callable[..., AbstractAsyncContextManager[Any]], kind: str
+) -> Callable[..., AbstractAsyncContextManager[Any]]:
+    """Time entering and leaving the context (the request and the close), not its body."""
+
+    @asynccontextmanager
+    async def timed(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        manager = function(*args, **kwargs)
+        began = time.perf_counter()
+        try:
+            value = await manager.__aenter__()
+        finally:
+            INTERVALS.append((began, time.perf_counter(), kind))
+        try:
+            yield value
+        except BaseException:
+            began = time.perf_counter()
+            try:
+                if not await manager.__aexit__(*sys.exc_info()):
+                    raise
+            finally:
+                INTERVALS.append((began, time.perf_counter(), kind))
+        else:
+            began = time.perf_counter()
+            try:
+                await manager.__aexit__(None, None, None)
+            finally:
+                INTERVALS.append((began, time.perf_counter(), kind))
+
+    return timed
+
+
+def install_hooks() -> None:
+    from agent_trio.graph._gateway import GraphGateway
+    from agent_trio.upstream import _llm, _upstream
+
+    upstream = _upstream.Upstream
+    GraphGateway._call = _timed(GraphGateway._call, "graph")  # type: ignore[method-assign]
+    upstream.post_json = _timed(upstream.post_json, "upstream")  # type: ignore[method-assign]
+    upstream.stream_json = _timed_opening(upstream.stream_json, "upstream")  # type: ignore[method-assign]
+    _llm._EventStream.__anext__ = _timed(_llm._EventStream.__anext__, "upstream")  # type: ignore[method-assign]
+
+
+def add_routes() -> None:
+    from agent_trio.app import app
+
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    async def intervals() -> dict[str, list[tuple[float, float, str]]]:
+        taken = INTERVALS[:]
+        INTERVALS.clear()
+        return {"intervals": taken}
+
+    app.add_url_rule("/_bench/ping", "bench_ping", ping, methods=["GET"])
+    app.add_url_rule("/_bench/intervals", "bench_intervals", intervals, methods=["GET"])
+
+
+def _drop_read_timeout() -> None:
+    from hypercorn.config import Config
+
+    from_toml = Config.from_toml
+
+    def without_read_timeout(filename: Any) -> Config:
+        config = from_toml(filename)
+        config.read_timeout = None
+        return config
+
+    Config.from_toml = without_read_timeout  # type: ignore[method-assign,assignment]
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    install_hooks()
+    add_routes()
+    from agent_trio._cli import main as cli
+
+    options = sys.argv[1:]
+    if "--no-read-timeout" in options:
+        options.remove("--no-read-timeout")
+        _drop_read_timeout()
+    arguments = ["serve", "--config", str(ROOT / "hypercorn.toml"), *options]
+    profile_to = os.environ.get("BENCH_PROFILE")
+    if not profile_to:
+        return cli(arguments)
+    profile = cProfile.Profile(time.thread_time)  # CPU of the serving thread
+    try:
+        return profile.runcall(cli, arguments)
+    finally:
+        profile.dump_stats(profile_to)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
