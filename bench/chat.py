@@ -624,7 +624,8 @@ def section(r: Results, command: str) -> str:
     hypercorn.toml, plus timing hooks and a trivial route) on the embedded engine, with
     instant fake upstreams in the bench's process (the fake LLM of
     `tests/support/fake_llm.py`, and an embeddings endpoint giving the bag-of-words
-    vectors of `tests/support/fake_embeddings.py`). The sample corpus ({r.chunks} chunks) is posted first; the engine's vector index was
+    vectors of `tests/support/fake_embeddings.py`). The sample corpus ({r.chunks} chunks)
+    is posted first; the engine's vector index was
     **{r.index_state}** (the engine logged a completed build) before anything was
     measured. Each chat: the model asks for
     one `hybrid_search`, the tool runs (query embedding, graph search), the model answers;
