@@ -13,10 +13,6 @@ process) after two additions that only the benchmark has:
 * ``GET /_bench/ping`` answers ``{"ok": true}`` and does nothing else: the floor
   of the framework (Quart-Trio on Hypercorn), routed through the same app.
 
-``--no-read-timeout`` drops hypercorn.toml's ``read_timeout``: Hypercorn closes a
-connection whose client sent nothing for that long, a response stream included, and
-holding many streams open takes longer than that here.
-
 With ``BENCH_PROFILE=FILE`` in its environment it runs under cProfile, timing the
 CPU of the serving thread, and writes the profile to FILE when it stops.
 """
@@ -107,19 +103,6 @@ def add_routes() -> None:
     app.add_url_rule("/_bench/intervals", "bench_intervals", intervals, methods=["GET"])
 
 
-def _drop_read_timeout() -> None:
-    from hypercorn.config import Config
-
-    from_toml = Config.from_toml
-
-    def without_read_timeout(filename: Any) -> Config:
-        config = from_toml(filename)
-        config.read_timeout = None
-        return config
-
-    Config.from_toml = without_read_timeout  # type: ignore[method-assign,assignment]
-
-
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     install_hooks()
@@ -127,9 +110,6 @@ def main() -> int:
     from agent_trio._cli import main as cli
 
     options = sys.argv[1:]
-    if "--no-read-timeout" in options:
-        options.remove("--no-read-timeout")
-        _drop_read_timeout()
     arguments = ["serve", "--config", str(ROOT / "hypercorn.toml"), *options]
     profile_to = os.environ.get("BENCH_PROFILE")
     if not profile_to:

@@ -215,7 +215,6 @@ async def start_server(data: Path, llm_url: str, embed_url: str) -> Server:
                 str(ROOT / "bench" / "_chat_server.py"),
                 "--bind",
                 f"127.0.0.1:{port}",
-                "--no-read-timeout",  # see the note on streams in the report
             ],
             cwd=data,
             env=env,
