@@ -6,7 +6,8 @@ LLM — under the whole-chat deadline, and then stores the assistant's message w
 what was produced: ``complete``; ``failed`` when the run failed or ran out of
 time; ``interrupted`` when it was cancelled (the client left, the service is
 stopping). That last write happens whatever cancelled the run: it is shielded,
-under a short deadline of its own.
+under a deadline of its own (short for an interrupted answer; longer for a finished
+one, which may queue for a graph slot behind many answers that ended at once).
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ __all__ = ["Chat", "ChatRequest", "ChatResult"]
 
 log = logging.getLogger("agent_trio.agent")
 
-#: how long storing the answer may take, even after a cancellation
+#: how long storing an interrupted answer may take after the cancellation
 FINAL_WRITE_DEADLINE = 5.0
+#: how long storing a finished (complete or failed) answer may take: the wait for a
+#: graph slot counts, and many answers can end at once
+STORE_DEADLINE = 30.0
 #: characters of earlier messages the model gets (the newest turns)
 HISTORY_BUDGET = 24_000
 #: earlier messages read for that
@@ -144,7 +148,8 @@ class Chat:
     async def _store_answer(
         self, session_id: str, message_id: str, status: MessageStatus, transcript: Transcript
     ) -> None:
-        deadline = trio.current_time() + FINAL_WRITE_DEADLINE
+        allowed = FINAL_WRITE_DEADLINE if status == "interrupted" else STORE_DEADLINE
+        deadline = trio.current_time() + allowed
         with trio.CancelScope(shield=True, deadline=deadline) as scope:
             try:
                 await self._sessions.add_message(
