@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+import trio
+import trio_asyncio
 
-from agent_trio.graph import SessionStore
-from tests._kb import KnowledgeBase, ingest_database, kb
-
-__all__ = ["ingest_database", "kb"]
+from agent_trio.engine import EngineInfo
+from agent_trio.graph import ArcadeDialect, GraphTarget, SessionStore, open_graph
+from tests._engine import own_database
 
 pytestmark = pytest.mark.engine
 
@@ -23,13 +26,35 @@ class Clock:
         return self.now
 
 
+@pytest.fixture(scope="session")
+def session_database(engine_info: EngineInfo) -> Iterator[EngineInfo]:
+    """A database of these tests alone on the session's engine."""
+    with own_database(engine_info, "session_tests") as info:
+        yield info
+
+
 @pytest.fixture
-async def store(kb: KnowledgeBase) -> tuple[SessionStore, Clock]:
-    clock = Clock()
-    sessions = SessionStore(kb.gateway, kb.store.dialect, ttl=3600, now=clock)
-    await sessions.ensure_schema()
-    await sessions.ensure_schema()  # idempotent
-    return sessions, clock
+async def store(session_database: EngineInfo) -> AsyncIterator[tuple[SessionStore, Clock]]:
+    info = session_database
+    target = GraphTarget(info.bolt_uri, info.user, info.password, info.database)
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        trio_asyncio.open_loop() as loop,
+        open_graph(target, loop=loop, limiter=trio.CapacityLimiter(4), query_timeout=30) as graph,
+    ):
+        dialect = ArcadeDialect(
+            http,
+            http_url=info.http_url,
+            database=info.database,
+            user=info.user,
+            password=info.password,
+        )
+        clock = Clock()
+        sessions = SessionStore(graph, dialect, ttl=3600, now=clock)
+        await sessions.ensure_schema()
+        await sessions.ensure_schema()  # idempotent
+        await graph.query("MATCH (n) DETACH DELETE n")
+        yield sessions, clock
 
 
 async def test_a_turn_stores_the_user_message_first(
