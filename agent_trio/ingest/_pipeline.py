@@ -61,10 +61,17 @@ class Ingestor:
         self.embed_workers = embed_workers_for(embedder.limiter.total_tokens)
         self.read_ahead = READ_AHEAD
         self.batch_texts = _batch_texts(embedder)
+        #: documents the writer may put in one transaction
+        self.write_documents = Stages.write_documents
 
     @property
     def stages(self) -> Stages:
-        return Stages(self.embed_workers, self.read_ahead, self.batch_texts)
+        return Stages(
+            self.embed_workers,
+            self.read_ahead,
+            self.batch_texts,
+            write_documents=self.write_documents,
+        )
 
     async def ingest(self, document: SourceDocument) -> DocumentOutcome:
         """Store one document (unless this version is stored already).
