@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -21,6 +22,9 @@ from agent_trio.engine import EngineInfo, run_embedded_engine
 from agent_trio.service import engine_config
 
 __all__ = ["BackgroundEngine", "own_database"]
+
+#: tries to drop a database the engine is still busy with, half a second apart
+DROP_ATTEMPTS = 120
 
 
 class BackgroundEngine:
@@ -93,10 +97,24 @@ def own_database(engine: EngineInfo, name: str) -> Iterator[EngineInfo]:
             response.raise_for_status()
             return response.json()["result"]
 
-        if name in command("list databases"):
+        def drop() -> None:
+            # The engine refuses (400) to drop a database while it is still busy with
+            # it, e.g. building its vector index after the last write: poll, bounded.
+            for _ in range(DROP_ATTEMPTS - 1):
+                try:
+                    command(f"drop database {name}")
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code != 400:
+                        raise
+                    time.sleep(0.5)
+                else:
+                    return
             command(f"drop database {name}")
+
+        if name in command("list databases"):
+            drop()
         command(f"create database {name}")
         try:
             yield dataclasses.replace(engine, database=name)
         finally:
-            command(f"drop database {name}")
+            drop()
