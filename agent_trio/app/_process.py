@@ -14,9 +14,10 @@ serve, public calls only:
   handler as ``trio.run`` starts. Hypercorn installs nothing else in this mode.
   So, when the app is built (on import, before ``trio.run``), an ignored SIGINT
   gets Python's default handler back (:func:`keep_sigint_for_trio`); while
-  serving, a task under KI protection receives SIGTERM and raises SIGINT in its
-  own frame (:func:`relay_sigterm`): Trio's handler sees a protected frame and
-  delivers the KeyboardInterrupt to the main task, exactly as for a Ctrl+C.
+  serving, a task under KI protection receives SIGTERM and SIGINT and raises
+  SIGINT in its own frame (:func:`relay_sigterm`): Trio's handler sees a
+  protected frame and delivers the KeyboardInterrupt to the main task, exactly as
+  for a Ctrl+C that lands while Trio is idle.
 
 A failed start. The reason is printed as one line on stderr at once
 (:func:`report_failed_startup`). The ASGI server then ends with the lifespan's failure
@@ -72,13 +73,17 @@ def keep_sigint_for_trio() -> None:
 
 @trio.lowlevel.enable_ki_protection
 async def relay_sigterm() -> None:
-    """Until cancelled, turn each SIGTERM into the SIGINT that Trio already handles.
+    """Turn the first SIGTERM or SIGINT into a KeyboardInterrupt of Trio's main task.
 
-    ``signal.raise_signal`` runs Trio's SIGINT handler at once, in this frame,
-    which is KI-protected: Trio delivers the KeyboardInterrupt to its main task.
-    A SIGTERM handler someone else installed is left alone, and so is SIGTERM
-    when SIGINT has no handler that Trio installed (then raising SIGINT would
-    interrupt this task, not the server).
+    Both are received here, in a KI-protected task. Then Trio's own SIGINT
+    handler is put back (the receiver closes) and SIGINT is raised in this frame
+    with ``signal.raise_signal``: the handler sees a protected frame and delivers
+    the KeyboardInterrupt to the main task, exactly as for a Ctrl+C that lands
+    while Trio is idle. Left to Trio alone, a SIGINT that lands while a task runs
+    unprotected code would be raised inside that task instead, and tear down its
+    nursery rather than stop the server. A SIGTERM handler someone else installed
+    is left alone, and so is everything when SIGINT has no handler that Trio
+    installed (then raising SIGINT would interrupt this task, not the server).
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -88,10 +93,11 @@ async def relay_sigterm() -> None:
     if sigint in (None, signal.SIG_IGN, signal.SIG_DFL, signal.default_int_handler):
         log.warning("SIGINT is not handled by Trio here, so SIGTERM stops the process at once")
         return
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async for _ in signals:
-            log.info("SIGTERM: stopping")
-            signal.raise_signal(signal.SIGINT)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            break
+    signal.raise_signal(signal.SIGINT)  # Trio's handler is back in place
 
 
 async def wait_for_stop_signal(signals: AsyncIterator[int]) -> None:
