@@ -40,11 +40,6 @@ CORPUS = Path(__file__).resolve().parent.parent / "examples" / "corpus"
 # -- the terminal ------------------------------------------------------------
 
 
-def _take_terminal() -> None:
-    """In the child: the pty on fd 0 becomes the controlling terminal of a new session."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
 class Terminal:
     """The master side of a pty running the client: type into it, read what it shows."""
 
@@ -108,13 +103,13 @@ async def chat_client(url: str, *, patience: float = WAIT, **env: str) -> AsyncI
     environ.update(TERM="xterm", **env)
     try:
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "agent_trio", "chat", "--url", url],
+            # util-linux setsid: a new session whose controlling terminal is the pty
+            # on stdin (no Python runs between fork and exec), so Ctrl-C reaches it
+            ["setsid", "--ctty", sys.executable, "-m", "agent_trio", "chat", "--url", url],
             stdin=slave,
             stdout=slave,
             stderr=slave,
             env=environ,
-            start_new_session=True,
-            preexec_fn=_take_terminal,
         )
     finally:
         os.close(slave)
