@@ -214,16 +214,21 @@ async def test_upstream_outage_is_503_and_the_breaker_answers_at_once(
         assert await statuses(app, "s-down") == [("user", "complete"), ("assistant", "failed")]
         sent = len(fake.requests)
         assert sent == 2  # UPSTREAM_MAX_ATTEMPTS, then the breaker opened
-        status, body = await app.post("/chat", {"message": "again"})
-        assert status == 503
-        assert body["error"]["code"] == "upstream_unavailable"
-        assert "circuit" in body["error"]["message"] or "open" in body["error"]["message"]
+        again = await app.client.post("/chat", json={"message": "again"})
+        assert again.status_code == 503
+        error = (await again.get_json())["error"]
+        assert error["code"] == "upstream_unavailable"
+        assert error["message"] == "the llm service is unavailable; try again shortly"
         assert len(fake.requests) == sent  # no request: the breaker is open
+        # the breaker's cooldown left (UPSTREAM_BREAKER_COOLDOWN_SECONDS), not the default 5 s
+        assert 20 <= int(again.headers["Retry-After"]) <= 30
         stream_status, frames = await app.stream({"message": "and again"})
         assert stream_status == 200
         assert [f["type"] for f in frames] == ["session", "model", "error"]
         assert frames[-1]["code"] == "upstream_unavailable"
+        assert frames[-1]["message"] == error["message"]  # as the JSON error says it
         assert frames[-1]["content"] == frames[-1]["message"]
+        assert len(fake.requests) == sent
         assert limiters_idle(app.service)
 
 

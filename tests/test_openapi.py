@@ -30,6 +30,9 @@ OPERATIONS = {
     ("get", "/documents"),
     ("get", "/documents/{document_id}"),
     ("post", "/documents"),
+    ("post", "/chat"),
+    ("post", "/chat/stream"),
+    ("get", "/sessions/{session_id}"),
 }
 
 
@@ -70,6 +73,10 @@ async def test_every_route_is_documented_with_its_answers(schema: dict[str, Any]
             assert "401" in statuses, key
     assert "404" in documented["get", "/documents/{document_id}"]["responses"]
     assert "201" in documented["post", "/documents"]["responses"]
+    assert "404" in documented["get", "/sessions/{session_id}"]["responses"]
+    assert "504" in documented["post", "/chat"]["responses"]
+    stream = documented["post", "/chat/stream"]["responses"]["200"]
+    assert set(stream["content"]) == {"text/event-stream"}
     assert "422" in documented["get", "/documents"]["responses"]
     metrics = documented["get", "/metrics"]["responses"]["200"]
     assert set(metrics["content"]) == {"text/plain"}
@@ -85,6 +92,13 @@ async def test_request_models_are_in_the_document(schema: dict[str, Any]) -> Non
     assert body["schema"]["required"] == ["query"]
     assert {"type": "null"} in properties["limit"]["anyOf"]  # null counts as absent
     assert {"type": "null"} in properties["text_weight"]["anyOf"]
+    chat = documented["post", "/chat"]["requestBody"]["content"]["application/json"]["schema"]
+    assert chat["additionalProperties"] is False
+    choice = chat["properties"]["model_choice"]["anyOf"]
+    assert {"type": "null"} in choice
+    assert [c["enum"] for c in choice if "enum" in c] == [["extractive"]]  # LLM_MODELS
+    event = documented["post", "/chat/stream"]["responses"]["200"]["content"]["text/event-stream"]
+    assert "end" in event["schema"]["properties"]["event"]["enum"]
     offset = next(p for p in documented["get", "/documents"]["parameters"] if p["name"] == "offset")
     assert offset["schema"]["maximum"] == 2**31 - 1
 
@@ -133,5 +147,5 @@ async def test_schemathesis_finds_no_failure(engine_info: EngineInfo, tmp_path: 
     output = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
     print(output)  # the phases, their timings and case counts: pytest -rP shows them
     assert result.returncode == 0, output
-    assert "Tested: 8" in output, output
+    assert f"Tested: {len(OPERATIONS)}" in output, output  # every operation
     assert "passed" in output.rsplit("SUMMARY", 1)[-1], output

@@ -1,14 +1,17 @@
-"""Request bodies of the chat routes (``/chat``, ``/chat/stream``), validated strictly.
+"""Request bodies of the chat routes (``/chat``, ``/chat/stream``).
 
-Types are strict (``"10"`` is not a number, ``1`` is not a string); an optional
-field sent as ``null`` counts as absent.
+They follow the rules of every body (:class:`~agent_trio.app._models.Body`):
+strict types, ``null`` counts as absent, unknown fields are refused, no NUL in text.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import Field
+
+from agent_trio.app._models import Body, NonBlankText, Text
+from agent_trio.app._openapi import CHOICES
 
 __all__ = ["SESSION_ID_PATTERN", "ChatIn"]
 
@@ -16,21 +19,17 @@ __all__ = ["SESSION_ID_PATTERN", "ChatIn"]
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
-class ChatIn(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+class ChatIn(Body):
+    """A user's message; ``model_choice`` is one of LLM_MODELS (the first by default)."""
 
-    message: Annotated[str, StringConstraints(min_length=1, max_length=32_000)]
-    session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = None
-    user_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    message: Annotated[NonBlankText, Field(max_length=32_000)]
+    session_id: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = None
+    user_id: Annotated[Text, Field(min_length=1, max_length=256)] | None = None
     metadata: dict[str, Any] | None = None
     search_type: Literal["vector", "graph", "hybrid"] | None = None
-    model_choice: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
-        None
-    )
-
-    @field_validator("message")
-    @classmethod
-    def _has_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the message must hold some text")
-        return value
+    model_choice: (
+        Annotated[
+            Text, Field(min_length=1, max_length=200, json_schema_extra={CHOICES: "LLM_MODELS"})
+        ]
+        | None
+    ) = None

@@ -19,18 +19,11 @@ from types import TracebackType
 from typing import Any
 
 import trio
-from quart import Blueprint, Response, jsonify
+from quart import Blueprint, Response
 from quart.wrappers.response import ResponseBody
-from quart_schema import validate_request
+from quart_schema import validate_request, validate_response
 
-from agent_trio._errors import (
-    AgentTrioError,
-    GraphQueryError,
-    GraphUnavailable,
-    ResourceClosed,
-    UpstreamError,
-    UpstreamUnavailable,
-)
+from agent_trio._errors import AgentTrioError
 from agent_trio.agent import (
     AnswerText,
     Chat,
@@ -43,7 +36,9 @@ from agent_trio.agent import (
 )
 from agent_trio.app._chat_models import ChatIn
 from agent_trio.app._context import current_service
-from agent_trio.app._errors import ApiError
+from agent_trio.app._errors import ApiError, dependency_problem
+from agent_trio.app._openapi import document_errors, document_media
+from agent_trio.app._responses import ChatOut, SessionOut
 from agent_trio.graph import new_id
 from agent_trio.service import Service
 
@@ -61,6 +56,18 @@ PING_INTERVAL = 15.0
 _FRAME_BUFFER = 64
 
 Send = Callable[[bytes], Awaitable[None]]
+
+#: the event types of a chat stream, in the order they may come
+EVENT_TYPES = ("session", "model", "text", "tool_call", "sources", "tools", "end", "error")
+#: one event of a chat stream, as OpenAPI documents it
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": list(EVENT_TYPES)},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
 
 def _chat_of(service: Service) -> Chat:
@@ -105,7 +112,10 @@ def _overloaded() -> ApiError:
 
 @blueprint.post("/chat")
 @validate_request(ChatIn)
-async def chat(data: ChatIn) -> Response:
+@validate_response(ChatOut)
+@document_errors(504)
+async def chat(data: ChatIn) -> dict[str, Any]:
+    """Answer one message of a session, with the sources it quotes."""
     service = current_service()
     request = _request_of(data, service)
     limiter = service.limiters["chat"]
@@ -117,7 +127,7 @@ async def chat(data: ChatIn) -> Response:
         raise _representative(group) from group
     finally:
         limiter.release()
-    return jsonify(_answer(result, request, transcript))
+    return _answer(result, request, transcript)
 
 
 async def _take_slot(limiter: trio.CapacityLimiter, owner: object) -> None:
@@ -155,7 +165,15 @@ def _answer(result: ChatResult, request: ChatRequest, transcript: Transcript) ->
 
 @blueprint.post("/chat/stream")
 @validate_request(ChatIn)
+@document_media(
+    "text/event-stream",
+    "Server-sent events, each `event: <type>` with `data: <json>` that repeats `type`: "
+    "`session`, `model`, any of `text`, `tool_call`, `sources`, then `tools` if tools ran, "
+    "then `end` or `error`; a `: ping` comment every 15 s.",
+    schema=EVENT_SCHEMA,
+)
 async def chat_stream(data: ChatIn) -> Response:
+    """Answer one message of a session as a stream of events."""
     service = current_service()
     request = _request_of(data, service)
     limiter = service.limiters["chat"]
@@ -169,22 +187,23 @@ async def chat_stream(data: ChatIn) -> Response:
 
 
 @blueprint.get("/sessions/<string:session_id>")
-async def get_session(session_id: str) -> Response:
+@validate_response(SessionOut)
+@document_errors(404)
+async def get_session(session_id: str) -> dict[str, Any]:
+    """A session with its messages, oldest first."""
     sessions = current_service().sessions
     session = await sessions.get(session_id)
     if session is None:
         raise ApiError(404, "not_found", f"no session with id {session_id!r}")
     messages = await sessions.messages(session_id)
-    return jsonify(
-        {
-            "id": session.id,
-            "user_id": session.user_id,
-            "metadata": dict(session.metadata),
-            "created_at": session.created_at,
-            "updated_at": session.updated_at,
-            "messages": [m.to_api() for m in messages],
-        }
-    )
+    return {
+        "id": session.id,
+        "user_id": session.user_id,
+        "metadata": dict(session.metadata),
+        "created_at": session.created_at,
+        "updated_at": session.updated_at,
+        "messages": [m.to_api() for m in messages],
+    }
 
 
 # -- server-sent events -------------------------------------------------------------
@@ -314,18 +333,7 @@ def _error_of(exc: BaseException) -> tuple[str, str]:
         exc = _representative(exc)
     if isinstance(exc, trio.TooSlowError):
         return "deadline_exceeded", "the chat did not finish in time (CHAT_TIMEOUT_SECONDS)"
-    if isinstance(exc, GraphUnavailable):
-        return "graph_unavailable", str(exc)
-    if isinstance(exc, GraphQueryError):
-        log.error("graph refused a statement during a chat: %s", exc)
-        return "graph_error", "the graph database refused a statement"
-    if isinstance(exc, UpstreamUnavailable):
-        return "upstream_unavailable", str(exc)
-    if isinstance(exc, UpstreamError):
-        return "upstream_error", str(exc)
-    if isinstance(exc, ResourceClosed):
-        return "shutting_down", "the service is shutting down"
     if isinstance(exc, AgentTrioError):
-        return "unavailable", str(exc)
+        return dependency_problem(exc)
     log.error("a chat stream failed", exc_info=exc)
     return "internal_error", "an unexpected error occurred"

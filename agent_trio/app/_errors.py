@@ -29,7 +29,13 @@ from agent_trio._errors import (
 )
 from agent_trio.app._responses import ErrorDetail, ErrorOut
 
-__all__ = ["RETRY_AFTER", "ApiError", "error_response", "install_error_handlers"]
+__all__ = [
+    "RETRY_AFTER",
+    "ApiError",
+    "dependency_problem",
+    "error_response",
+    "install_error_handlers",
+]
 
 log = logging.getLogger("agent_trio.app")
 
@@ -108,6 +114,29 @@ def _problem(error: ErrorDetails) -> str:
     return error["msg"]
 
 
+def dependency_problem(exc: AgentTrioError) -> tuple[str, str]:
+    """The code and the client's message for one of our errors (a 503, or a stream's
+    ``error`` frame); what the dependency said goes to the log, not to the client."""
+    if isinstance(exc, GraphUnavailable):
+        log.warning("graph unavailable: %s", exc)
+        return "graph_unavailable", "the graph database is unavailable; try again shortly"
+    if isinstance(exc, GraphQueryError):
+        log.error("graph refused a statement: %s", exc)
+        return "graph_error", "the graph database refused a statement"
+    if isinstance(exc, UpstreamError):
+        log.warning("%s upstream failed: %s", exc.upstream, exc)
+        if isinstance(exc, UpstreamUnavailable):
+            return (
+                "upstream_unavailable",
+                f"the {exc.upstream} service is unavailable; try again shortly",
+            )
+        return "upstream_error", f"the {exc.upstream} service failed; try again shortly"
+    if isinstance(exc, ResourceClosed):
+        return "shutting_down", "the service is shutting down"
+    log.error("request failed: %s", exc)
+    return "unavailable", "a service dependency failed"
+
+
 def install_error_handlers(app: Quart) -> None:
     """Register the handlers that turn every exception into a JSON error."""
 
@@ -137,53 +166,15 @@ def install_error_handlers(app: Quart) -> None:
                 response.headers[name] = value
         return response
 
-    @app.errorhandler(GraphUnavailable)
-    async def _graph_down(exc: GraphUnavailable) -> Response:
-        log.warning("graph unavailable: %s", exc)
-        return error_response(
-            503,
-            "graph_unavailable",
-            "the graph database is unavailable; try again shortly",
-            retry_after=RETRY_AFTER,
-        )
-
-    @app.errorhandler(GraphQueryError)
-    async def _graph_query(exc: GraphQueryError) -> Response:
-        log.error("graph refused a statement: %s", exc)
-        return error_response(
-            503, "graph_error", "the graph database refused a statement", retry_after=RETRY_AFTER
-        )
-
-    @app.errorhandler(UpstreamError)
-    async def _upstream(exc: UpstreamError) -> Response:
-        log.warning("%s upstream failed: %s", exc.upstream, exc)
-        if isinstance(exc, UpstreamUnavailable):
-            code, problem = "upstream_unavailable", "is unavailable"
-        else:
-            code, problem = "upstream_error", "failed"
-        return error_response(
-            503,
-            code,
-            f"the {exc.upstream} service {problem}; try again shortly",
-            retry_after=exc.retry_after or RETRY_AFTER,
-        )
-
-    @app.errorhandler(ResourceClosed)
-    async def _closed(exc: ResourceClosed) -> Response:
-        return error_response(
-            503, "shutting_down", "the service is shutting down", retry_after=RETRY_AFTER
-        )
-
     @app.errorhandler(trio.TooSlowError)
     async def _too_slow(exc: trio.TooSlowError) -> Response:
         return error_response(504, "deadline_exceeded", "the request did not finish in time")
 
     @app.errorhandler(AgentTrioError)
-    async def _ours(exc: AgentTrioError) -> Response:
-        log.error("request failed: %s", exc)
-        return error_response(
-            503, "unavailable", "a service dependency failed", retry_after=RETRY_AFTER
-        )
+    async def _dependency(exc: AgentTrioError) -> Response:
+        code, message = dependency_problem(exc)
+        retry_after = exc.retry_after if isinstance(exc, UpstreamError) else None
+        return error_response(503, code, message, retry_after=retry_after or RETRY_AFTER)
 
     @app.errorhandler(ResponseSchemaValidationError)
     async def _bad_response(exc: ResponseSchemaValidationError) -> Response:

@@ -11,15 +11,24 @@ errors follow from that, added to every operation by :class:`ApiDocumentation`:
 - what only some routes answer, by :func:`document_errors` (404, 504, …).
 
 All of them have the body :class:`ErrorOut`. A route whose success is not JSON
-(``/metrics``) says so with :func:`document_media`. 405 (with ``Allow``) is not an
-operation's answer: OpenAPI has no place for it; ``docs/API.md`` states it.
+(``/metrics``, ``/chat/stream``) says so with :func:`document_media`; for an event
+stream its schema describes each event (OpenAPI 3.1 reads it so).
+
+A request field whose valid values are a setting (``model_choice``: LLM_MODELS)
+marks its schema with ``{CHOICES: "<SETTING>"}``; the document served lists the
+running service's values as the field's ``enum``.
+
+405 (with ``Allow``) is not an operation's answer: OpenAPI has no place for it;
+``docs/API.md`` states it.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from quart import Quart
 from quart_schema import OpenAPIProvider
 from quart_schema.validation import (
     QUART_SCHEMA_QUERYSTRING_ATTRIBUTE,
@@ -27,14 +36,24 @@ from quart_schema.validation import (
 )
 from werkzeug.routing.rules import Rule
 
+from agent_trio._settings import Settings
+from agent_trio.app._context import running_service
 from agent_trio.app._responses import ErrorOut
 
-__all__ = ["OPEN_PATHS", "ApiDocumentation", "document_errors", "document_media"]
+__all__ = ["CHOICES", "OPEN_PATHS", "ApiDocumentation", "document_errors", "document_media"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: routes that need no API key
 OPEN_PATHS = frozenset({"/health", "/metrics"})
+
+#: the schema keyword that names the setting a field's valid values come from
+CHOICES = "x-choices"
+
+#: the settings a field's values may come from, by their variable's name
+_SETTING_CHOICES: dict[str, Callable[[Settings], list[str]]] = {
+    "LLM_MODELS": lambda settings: settings.llm_model_list,
+}
 
 _ERRORS_ATTRIBUTE = "_agent_trio_errors"
 _MEDIA_ATTRIBUTE = "_agent_trio_media"
@@ -75,12 +94,20 @@ def document_errors(*statuses: int) -> Callable[[F], F]:
     return decorate
 
 
-def document_media(media_type: str, description: str, status: int = 200) -> Callable[[F], F]:
-    """Document a success response whose body is text of ``media_type``, not JSON."""
+def document_media(
+    media_type: str,
+    description: str,
+    status: int = 200,
+    *,
+    schema: dict[str, Any] | None = None,
+) -> Callable[[F], F]:
+    """Document a success response whose body is text of ``media_type``, not JSON;
+    ``schema`` describes it (for an event stream: each event), else it is a string."""
+    described = schema if schema is not None else {"type": "string"}
 
     def decorate(func: F) -> F:
-        media: dict[int, tuple[str, str]] = getattr(func, _MEDIA_ATTRIBUTE, {})
-        setattr(func, _MEDIA_ATTRIBUTE, {**media, status: (media_type, description)})
+        media: dict[int, tuple[str, str, dict[str, Any]]] = getattr(func, _MEDIA_ATTRIBUTE, {})
+        setattr(func, _MEDIA_ATTRIBUTE, {**media, status: (media_type, description, described)})
         return func
 
     return decorate
@@ -88,6 +115,13 @@ def document_media(media_type: str, description: str, status: int = 200) -> Call
 
 class ApiDocumentation(OpenAPIProvider):
     """quart-schema's OpenAPI builder, plus the error responses of every operation."""
+
+    def schema(self) -> dict[str, Any]:
+        document = super().schema()
+        service = running_service(cast(Quart, self._app))  # a weak proxy of the app
+        if service is not None:
+            _fill_choices(document, service.settings)
+        return document
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
@@ -99,11 +133,12 @@ class ApiDocumentation(OpenAPIProvider):
                 if "requestBody" in operation:  # the body is never optional
                     operation["requestBody"] = {**operation["requestBody"], "required": True}
                 responses: dict[int, Any] = operation["responses"]
-                media: dict[int, tuple[str, str]] = getattr(func, _MEDIA_ATTRIBUTE, {})
-                for status, (media_type, description) in media.items():
+                media: dict[int, tuple[str, str, dict[str, Any]]]
+                media = getattr(func, _MEDIA_ATTRIBUTE, {})
+                for status, (media_type, description, schema) in media.items():
                     responses[status] = {
                         "description": description,
-                        "content": {media_type: {"schema": {"type": "string"}}},
+                        "content": {media_type: {"schema": copy.deepcopy(schema)}},
                     }
                 for status in sorted(self._error_statuses(rule, func)):
                     if status not in responses:
@@ -124,3 +159,17 @@ class ApiDocumentation(OpenAPIProvider):
         if getattr(func, QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, None) is not None:
             statuses.add(422)
         return statuses
+
+
+def _fill_choices(document: dict[str, Any], settings: Settings) -> None:
+    """Give each schema marked with :data:`CHOICES` the setting's values as its ``enum``."""
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            setting = node.pop(CHOICES, None)
+            if isinstance(setting, str):
+                node["enum"] = _SETTING_CHOICES[setting](settings)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)

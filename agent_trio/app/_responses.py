@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "ChatMetadataOut",
+    "ChatOut",
     "ChunkOut",
     "DocumentChunkOut",
     "DocumentCreatedOut",
@@ -25,7 +27,11 @@ __all__ = [
     "HealthCheckOut",
     "HealthOut",
     "LimiterOut",
+    "MessageOut",
     "SearchOut",
+    "SessionOut",
+    "SourceOut",
+    "ToolUseOut",
 ]
 
 
@@ -151,3 +157,60 @@ class HealthOut(BaseModel):
     uptime_seconds: float
     checks: dict[str, HealthCheckOut]
     limiters: dict[str, LimiterOut]
+
+
+class SourceOut(BaseModel):
+    """A chunk the answer quotes."""
+
+    document_id: str
+    document_title: str
+    document_source: str
+    chunk_id: str
+    score: float
+
+
+class ToolUseOut(BaseModel):
+    tool_name: str
+    args: dict[str, Any]
+    tool_call_id: str
+
+
+class ChatMetadataOut(BaseModel):
+    """How the answer was made; more fields may come."""
+
+    model_config = ConfigDict(extra="allow")
+
+    search_type: Literal["vector", "graph", "hybrid"]
+    model: str
+    steps: int
+
+
+class ChatOut(BaseModel):
+    """The assistant's answer, stored as ``message_id`` in the session."""
+
+    message: str
+    session_id: str
+    message_id: str
+    sources: list[SourceOut]
+    tools_used: list[ToolUseOut]
+    metadata: ChatMetadataOut
+
+
+class MessageOut(BaseModel):
+    id: str
+    role: Literal["user", "assistant"]
+    content: str
+    status: Literal["complete", "interrupted", "failed"]
+    created_at: str
+    tool_calls: list[dict[str, Any]]
+
+
+class SessionOut(BaseModel):
+    """A session with its messages, oldest first."""
+
+    id: str
+    user_id: str | None
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+    messages: list[MessageOut]

@@ -132,6 +132,4 @@ def data_frames(lines: Iterable[str]) -> list[dict[str, Any]]:
 
 
 def limiters_idle(service: Service) -> bool:
-    return all(
-        s["borrowed"] == 0 and s["waiting"] == 0 for s in service.limiter_statistics().values()
-    )
+    return all(s.borrowed == 0 and s.waiting == 0 for s in service.limiter_statistics().values())
