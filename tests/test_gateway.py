@@ -4,7 +4,7 @@ only when it is done on the engine, and leaves nothing behind."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,7 +15,12 @@ import trio_asyncio
 from agent_trio import GraphQueryError, ResourceClosed
 from agent_trio.engine import EngineInfo
 from agent_trio.graph import GraphGateway, GraphTarget, Statement, open_graph
-from tests.support.checks import assert_limiters_free, living_tasks, pending_driver_tasks
+from tests.support.checks import (
+    assert_limiters_free,
+    cut_at,
+    living_tasks,
+    pending_driver_tasks,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -53,19 +58,6 @@ async def gateway(engine_info: EngineInfo, loop: Any) -> AsyncIterator[GraphGate
 async def probes(gateway: GraphGateway) -> list[str]:
     rows = await gateway.query("MATCH (n:GatewayProbe) RETURN n.id AS id ORDER BY id")
     return [row["id"] for row in rows]
-
-
-def cut_at(number: int, cancel: Callable[[], None]) -> Callable[[int, int], None]:
-    """A statement hook that calls ``cancel`` at the ``number``-th boundary (from 1)."""
-    seen = 0
-
-    def hook(index: int, count: int) -> None:
-        nonlocal seen
-        seen += 1
-        if seen == number:
-            cancel()
-
-    return hook
 
 
 async def test_parameters_travel_as_parameters(gateway: GraphGateway) -> None:

@@ -41,7 +41,12 @@ from tests._kb import (
     open_fake_embedder,
 )
 from tests.retrieval_questions import CORPUS_DIR
-from tests.support.checks import assert_limiters_free, living_tasks, pending_driver_tasks
+from tests.support.checks import (
+    assert_limiters_free,
+    cut_at,
+    living_tasks,
+    pending_driver_tasks,
+)
 from tests.support.fake_embeddings import FakeEmbeddings, hashed_vector
 
 pytestmark = pytest.mark.engine
@@ -572,16 +577,7 @@ def at_statement(number: int, *, in_flight: bool = False) -> CutPoint:
     """Cancel at the ``number``-th graph statement of the run (reads and writes)."""
 
     def arm(scope: trio.CancelScope, fake: FakeEmbeddings, kb: KnowledgeBase) -> None:
-        cancel = canceller(scope, in_flight=in_flight)
-        seen = 0
-
-        def hook(index: int, count: int) -> None:
-            nonlocal seen
-            seen += 1
-            if seen == number:
-                cancel()
-
-        kb.gateway.on_statement = hook
+        kb.gateway.on_statement = cut_at(number, canceller(scope, in_flight=in_flight))
 
     return arm
 

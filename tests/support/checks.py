@@ -1,14 +1,16 @@
-"""Checks run after a cancellation: every limiter free, no task left behind."""
+"""Cancellation in tests: where to cut (a statement hook), and the checks run after it:
+every limiter free, no task left behind."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import trio
 import trio.testing
 
-__all__ = ["assert_limiters_free", "living_tasks", "pending_driver_tasks"]
+__all__ = ["assert_limiters_free", "cut_at", "living_tasks", "pending_driver_tasks"]
 
 
 async def living_tasks() -> list[str]:
@@ -34,3 +36,16 @@ def assert_limiters_free(*limiters: trio.CapacityLimiter) -> None:
     for limiter in (*limiters, trio.to_thread.current_default_thread_limiter()):
         stats = limiter.statistics()
         assert (stats.borrowed_tokens, stats.tasks_waiting) == (0, 0), stats
+
+
+def cut_at(number: int, cancel: Callable[[], None]) -> Callable[[int, int], None]:
+    """A statement hook that calls ``cancel`` at the ``number``-th boundary (from 1)."""
+    seen = 0
+
+    def hook(index: int, count: int) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == number:
+            cancel()
+
+    return hook
