@@ -156,14 +156,14 @@ async def test_ingesting_the_corpus_stores_every_document_whole(
     assert fake.texts == summary.chunks  # every chunk embedded once
 
 
-def answer_when_quiet(fake: FakeEmbeddings, kb: KnowledgeBase, *, enough: int = 0) -> None:
+def answer_when_quiet(fake: FakeEmbeddings, kb: KnowledgeBase) -> None:
     """Make ``fake`` hold each request until the rest of the pipeline can do nothing
     more: every task blocked, no file read in a thread, no graph call running (so the
-    reader waits on a full queue, or is done); or, if ``enough``, until that many
-    requests are at the API. A slow API, whatever the speed of everything else."""
+    reader waits on a full queue, or is done). A slow API, whatever the speed of
+    everything else."""
 
     async def hold(number: int, request: httpx.Request) -> None:
-        while not enough or fake.in_flight < enough:
+        while True:
             await trio.testing.wait_all_tasks_blocked()
             threads = trio.to_thread.current_default_thread_limiter().borrowed_tokens
             if threads == 0 and kb.gateway.limiter.borrowed_tokens == 0:
@@ -466,7 +466,7 @@ async def test_stages_overlap_and_the_reader_stays_a_bounded_distance_ahead(
         (folder / f"note-{i:02}.md").write_text(f"Note {i} says hello to reader {i}.\n")
     settings = {"embedding_max_concurrency": 2, "embedding_batch_size": 2}
     fake = FakeEmbeddings()
-    answer_when_quiet(fake, kb, enough=2)
+    answer_when_quiet(fake, kb)  # each request waits until the reader has filled its room
     progress = InFlight()
     async with ingestor_on(kb, tmp_path, fake, **settings) as (ingestor, embedder):
         ingestor.read_ahead = 4
