@@ -89,7 +89,8 @@ def install_hooks() -> None:
 
 
 def add_routes() -> None:
-    from agent_trio.app import app
+    """Give every app that ``serve`` creates the two bench routes."""
+    from agent_trio.app import _serve
 
     async def ping() -> dict[str, bool]:
         return {"ok": True}
@@ -99,8 +100,15 @@ def add_routes() -> None:
         INTERVALS.clear()
         return {"intervals": taken}
 
-    app.add_url_rule("/_bench/ping", "bench_ping", ping, methods=["GET"])
-    app.add_url_rule("/_bench/intervals", "bench_intervals", intervals, methods=["GET"])
+    create_app = _serve.create_app
+
+    def create_app_with_routes(*args: Any, **kwargs: Any) -> Any:
+        app = create_app(*args, **kwargs)
+        app.add_url_rule("/_bench/ping", "bench_ping", ping, methods=["GET"])
+        app.add_url_rule("/_bench/intervals", "bench_intervals", intervals, methods=["GET"])
+        return app
+
+    _serve.create_app = create_app_with_routes  # type: ignore[assignment]
 
 
 def main() -> int:

@@ -93,14 +93,28 @@ async def test_a_turn_stores_the_user_message_first(
 
 async def test_an_idle_session_expires(store: tuple[SessionStore, Clock]) -> None:
     sessions, clock = store
-    await sessions.open_turn("s-2", "first")
+    await sessions.open_turn("s-2", "first", user_id="early", metadata={"v": 1})
     assert await sessions.get("s-2") is not None
     clock.now += timedelta(seconds=3601)
     assert await sessions.get("s-2") is None
-    turn = await sessions.open_turn("s-2", "after a long pause")
+    turn = await sessions.open_turn("s-2", "after a long pause", user_id="late")
     assert turn.created
     assert turn.history == ()
     assert [m.content for m in await sessions.messages("s-2")] == ["after a long pause"]
+    restarted = await sessions.get("s-2")
+    assert restarted is not None
+    assert (restarted.user_id, dict(restarted.metadata)) == ("late", {})
+    assert restarted.created_at == turn.user_message.created_at
+
+
+async def test_an_answer_outlives_its_session(store: tuple[SessionStore, Clock]) -> None:
+    """A session deleted while its chat ran is made again by the answer: nothing is lost."""
+    sessions, _ = store
+    await sessions.open_turn("s-3", "question")
+    await sessions._gateway.query("MATCH (s:Session {id: 's-3'}) DELETE s")
+    await sessions.add_message("s-3", "assistant", "answer")
+    assert await sessions.get("s-3") is not None
+    assert [m.content for m in await sessions.messages("s-3")] == ["question", "answer"]
 
 
 async def test_unknown_session(store: tuple[SessionStore, Clock]) -> None:

@@ -35,18 +35,37 @@ RETURN m.id AS id, m.session_id AS session_id, m.role AS role, m.content AS cont
 ORDER BY m.created_at DESC, m.id DESC
 LIMIT $limit
 """
-_DELETE_MESSAGES = "MATCH (m:Message {session_id: $id}) DELETE m"
-_DELETE_SESSION = "MATCH (s:Session {id: $id}) DELETE s"
-_MERGE_SESSION = """
+_OPEN_TURN = """
+OPTIONAL MATCH (old:Session {id: $id})
+WITH old.updated_at AS previous, old.created_at AS created_at,
+     old.user_id AS user_id, old.metadata AS metadata
 MERGE (s:Session {id: $id})
 ON CREATE SET s.user_id = $user_id, s.metadata = $metadata, s.created_at = $now
 SET s.updated_at = $now
+CREATE (m:Message {id: $message_id, session_id: $id, role: 'user', content: $content,
+                   status: 'complete', tool_calls: '[]', created_at: $now})
+RETURN previous, created_at, user_id, metadata
+"""
+_EARLIER_MESSAGES = """
+MATCH (m:Message {session_id: $id})
+WHERE m.id <> $current
+RETURN m.id AS id, m.session_id AS session_id, m.role AS role, m.content AS content,
+       m.status AS status, m.tool_calls AS tool_calls, m.created_at AS created_at
+ORDER BY m.created_at DESC, m.id DESC
+LIMIT $limit
+"""
+_FORGET_EARLIER = "MATCH (m:Message {session_id: $id}) WHERE m.id <> $current DELETE m"
+_RESTART_SESSION = """
+MATCH (s:Session {id: $id})
+SET s.user_id = $user_id, s.metadata = $metadata, s.created_at = $now
 """
 _ADD_MESSAGE = """
+MERGE (s:Session {id: $session_id})
+ON CREATE SET s.metadata = '{}', s.created_at = $now
+SET s.updated_at = $now
 CREATE (m:Message {id: $id, session_id: $session_id, role: $role, content: $content,
                    status: $status, tool_calls: $tool_calls, created_at: $now})
 """
-_TOUCH_SESSION = "MATCH (s:Session {id: $id}) SET s.updated_at = $now"
 
 #: the most messages one read returns
 _MAX_MESSAGES = 10_000
@@ -130,27 +149,47 @@ class SessionStore:
         metadata: Mapping[str, Any] | None = None,
         history: int = 100,
     ) -> Turn:
-        """Start (or restart, if expired) the session; read its last ``history``
-        messages; write the user's message. The message is stored when this returns."""
-        session = await self._read(session_id)
-        if session is not None and self._expired(session):
-            params = {"id": session_id}
-            await self._gateway.transaction(
-                [Statement(_DELETE_MESSAGES, params), Statement(_DELETE_SESSION, params)]
-            )
-            session = None
-        earlier = [] if session is None else await self.messages(session_id, newest=history)
+        """Start (or restart, if expired) the session; write the user's message; read
+        the session's last ``history`` messages before it. The message is stored when
+        this returns.
+
+        One statement starts the session and stores the message; a second reads the
+        earlier messages of a session that was there already. An expired session is
+        found by the first: its earlier messages are deleted after the fact and it
+        starts again under the same id, with the new message.
+        """
         now = self._stamp()
         message = MessageRow(new_id(), session_id, "user", content, "complete", (), now)
-        merge = {
-            "id": session_id,
-            "user_id": user_id,
-            "metadata": json.dumps(dict(metadata or {})),
-            "now": now,
-        }
-        await self._gateway.transaction([Statement(_MERGE_SESSION, merge), _add(message)])
-        stored = session or SessionRow(session_id, user_id, dict(metadata or {}), now, now)
-        return Turn(stored, session is None, tuple(reversed(earlier)), message)
+        given = json.dumps(dict(metadata or {}))
+        rows = await self._gateway.query(
+            _OPEN_TURN,
+            {
+                "id": session_id,
+                "user_id": user_id,
+                "metadata": given,
+                "now": now,
+                "message_id": message.id,
+                "content": content,
+            },
+        )
+        found = rows[0] if rows else {}
+        fresh = SessionRow(session_id, user_id, dict(metadata or {}), now, now)
+        if found.get("previous") is None:
+            return Turn(fresh, True, (), message)
+        before = _session_from({"id": session_id, "updated_at": found["previous"], **found})
+        if self._expired(before):
+            current = {"id": session_id, "current": message.id}
+            restart = {"id": session_id, "user_id": user_id, "metadata": given, "now": now}
+            await self._gateway.transaction(
+                [Statement(_FORGET_EARLIER, current), Statement(_RESTART_SESSION, restart)]
+            )
+            return Turn(fresh, True, (), message)
+        rows = await self._gateway.query(
+            _EARLIER_MESSAGES, {"id": session_id, "current": message.id, "limit": history}
+        )
+        earlier = tuple(_message_from(r) for r in rows)  # newest first
+        stored = SessionRow(before.id, before.user_id, before.metadata, before.created_at, now)
+        return Turn(stored, False, earlier, message)
 
     async def add_message(
         self,
@@ -162,7 +201,8 @@ class SessionStore:
         tool_calls: Sequence[Mapping[str, Any]] = (),
         message_id: str | None = None,
     ) -> MessageRow:
-        """Write one message (``message_id`` if given) and mark the session used."""
+        """Write one message (``message_id`` if given) and mark the session used,
+        in one statement (the session is made again if it is gone)."""
         now = self._stamp()
         message = MessageRow(
             message_id or new_id(),
@@ -173,8 +213,7 @@ class SessionStore:
             tuple(dict(c) for c in tool_calls),
             now,
         )
-        touch = Statement(_TOUCH_SESSION, {"id": session_id, "now": now})
-        await self._gateway.transaction([_add(message), touch])
+        await self._gateway.query(_ADD_MESSAGE, _add(message))
         return message
 
     # -- internals -------------------------------------------------------------------
@@ -198,19 +237,16 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _add(message: MessageRow) -> Statement:
-    return Statement(
-        _ADD_MESSAGE,
-        {
-            "id": message.id,
-            "session_id": message.session_id,
-            "role": message.role,
-            "content": message.content,
-            "status": message.status,
-            "tool_calls": json.dumps([dict(c) for c in message.tool_calls]),
-            "now": message.created_at,
-        },
-    )
+def _add(message: MessageRow) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "session_id": message.session_id,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "tool_calls": json.dumps([dict(c) for c in message.tool_calls]),
+        "now": message.created_at,
+    }
 
 
 def _json_object(text: Any) -> dict[str, Any]:
