@@ -196,6 +196,8 @@ async def test_health_turns_503_when_the_engine_dies(tmp_path: Path) -> None:
             body = await down.get_json()
             assert body["status"] == "unhealthy"
             assert body["checks"]["graph"]["status"] == "error"
+            bolt_port = service.engine.bolt_uri.rsplit(":", 1)[1]
+            assert bolt_port not in body["checks"]["graph"]["detail"]  # the driver's text is logged
             assert body["limiters"]["graph"]["borrowed"] == 0
             search = await client.post("/search/hybrid", json={"query": "anything"})
             assert search.status_code == 503  # never an empty 200 that hides the outage

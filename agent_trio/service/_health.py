@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Any
 
 import trio
 
-from agent_trio._errors import AgentTrioError
+from agent_trio._errors import AgentTrioError, GraphQueryError
 from agent_trio.service._service import Service
 
 __all__ = ["GRAPH_CHECK_DEADLINE", "health_report"]
+
+log = logging.getLogger("agent_trio.service")
 
 #: the graph check is one trivial query under this deadline
 GRAPH_CHECK_DEADLINE = 2.0
@@ -56,8 +59,13 @@ async def _check_graph(service: Service) -> dict[str, Any]:
         try:
             await service.graph.health_ping()
             ok = True
+        except GraphQueryError as exc:
+            # the driver's own words (addresses, ports) stay in the log: /health is open
+            log.warning("health check: the graph database refused RETURN 1: %s", exc)
+            detail = "the graph database refused a trivial query"
         except AgentTrioError as exc:
-            detail = str(exc)
+            log.warning("health check: the graph database is unavailable: %s", exc)
+            detail = "the graph database cannot be reached"
     if scope.cancelled_caught:
         detail = f"no answer within {GRAPH_CHECK_DEADLINE:.0f} s"
     return {
