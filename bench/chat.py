@@ -37,7 +37,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -53,6 +52,7 @@ import h11
 import httpx
 import trio
 from _report import write_section
+from _server import free_port, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -173,15 +173,6 @@ class Server:
     @property
     def pid(self) -> int:
         return self.process.pid
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def start_server(data: Path, llm_url: str, embed_url: str) -> Server:
@@ -628,7 +619,7 @@ def section(r: Results, command: str) -> str:
     **{r.index_state}** (the engine logged a completed build) before anything was
     measured. Each chat: the model asks for
     one `hybrid_search`, the tool runs (query embedding, graph search), the model answers;
-    the session and both messages are written to the graph. {machine()},
+    the session and both messages are written to the graph. {machine(shared=True)},
     {time.strftime("%Y-%m-%d %H:%M")}, load average (1, 5, 15 min) per phase: {loads}."""
     outside = """*In upstream and graph calls*: the union of the intervals the server spent in
     `GraphGateway._call` (driver, trio-asyncio, the engine), `Upstream.post_json`
@@ -719,20 +710,6 @@ def _zero(seconds: float | None) -> str:
 
 def _limiters(stats: dict[str, dict[str, float]]) -> str:
     return ", ".join(f"{name} {int(s['borrowed'])}/{s['total']:g}" for name, s in stats.items())
-
-
-def machine() -> str:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    ).stdout.strip()
-    return (
-        f"{os.cpu_count()} CPUs (shared), Python {platform.python_version()}, "
-        f"{platform.system()}, commit {commit}"
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import trio
 from _report import write_section
-from startup import HYPERCORN, ROOT, free_port
+from _server import ROOT, free_port, server_env, start_server
 
 CORPUS = ROOT / "examples" / "corpus"
 WORDS = (
@@ -116,26 +116,10 @@ def fake_api() -> Iterator[str]:
 @contextmanager
 def server(data_dir: Path, embedding: dict[str, str]) -> Iterator[str]:
     port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "LLM_", "EMBEDDING_"))
-    }
-    env.update(embedding, AGENT_DATA_DIR=str(data_dir), INGEST_ON_START=str(CORPUS))
+    env = server_env(data_dir, **embedding, INGEST_ON_START=str(CORPUS))
     env["ENGINE_START_TIMEOUT_SECONDS"] = "300"  # a busy machine starts a JVM slowly
     errors = (data_dir.parent / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(HYPERCORN),
-            "--config",
-            str(ROOT / "hypercorn.toml"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "agent_trio.app:app",
-        ],
-        cwd=data_dir.parent,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=errors,
-    )
+    process = start_server(data_dir, port, env, stderr=errors)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ingested(process, url)

@@ -40,8 +40,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -54,6 +52,7 @@ from typing import Any
 
 import trio
 from _report import write_section
+from _server import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent_trio import Settings, load_settings
@@ -398,23 +397,6 @@ def table(header: list[str], rows: Sequence[Row | WriteRow]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def machine() -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return (
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}, "
-        f"commit {commit}"
-    )
 
 
 def paragraph(text: str) -> str:

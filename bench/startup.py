@@ -14,49 +14,21 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 from _report import write_section
-
-ROOT = Path(__file__).resolve().parent.parent
-HYPERCORN = Path(sys.executable).parent / "hypercorn"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from _server import free_port, server_env, start_server
 
 
 def one_run(data_dir: Path) -> tuple[float, float]:
     port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "LLM_", "EMBEDDING_"))
-    }
-    env["AGENT_DATA_DIR"] = str(data_dir)
+    env = server_env(data_dir)
     began = time.perf_counter()
-    process = subprocess.Popen(
-        [
-            str(HYPERCORN),
-            "--config",
-            str(ROOT / "hypercorn.toml"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "agent_trio.app:app",
-        ],
-        cwd=data_dir.parent,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_server(data_dir, port, env, stderr=None)
     try:
         with httpx.Client(timeout=5) as client:
             while True:
