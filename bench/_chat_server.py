@@ -13,6 +13,8 @@ process) after two additions that only the benchmark has:
 * ``GET /_bench/ping`` answers ``{"ok": true}`` and does nothing else: the floor
   of the framework (Quart-Trio on Hypercorn), routed through the same app.
 
+With ``BENCH_TRACEMALLOC=N`` it traces allocations (N frames) and the held-streams
+phase of ``bench/chat.py`` prints where the memory of the open streams went.
 With ``BENCH_PROFILE=FILE`` in its environment it runs under cProfile, timing the
 CPU of the serving thread, and writes the profile to FILE when it stops.
 """
@@ -23,6 +25,7 @@ import cProfile
 import os
 import sys
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -32,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: (start, end, "graph" or "upstream") of every timed call since the last ``/_bench/intervals``
 INTERVALS: list[tuple[float, float, str]] = []
+#: the tracemalloc snapshot that ``/_bench/memory`` compares with
+_BASELINE: tracemalloc.Snapshot | None = None
 
 
 def _timed(function: Callable[..., Awaitable[Any]], kind: str) -> Callable[..., Awaitable[Any]]:
@@ -100,12 +105,26 @@ def add_routes() -> None:
         INTERVALS.clear()
         return {"intervals": taken}
 
+    async def memory() -> dict[str, list[str]]:
+        """With ``BENCH_TRACEMALLOC``: the first call takes a baseline, later ones the
+        largest growth since it, by line."""
+        global _BASELINE
+        if not tracemalloc.is_tracing():
+            return {"top": []}
+        snapshot = tracemalloc.take_snapshot()
+        if _BASELINE is None:
+            _BASELINE = snapshot
+            return {"top": []}
+        stats = snapshot.compare_to(_BASELINE, "lineno")
+        return {"top": [str(stat) for stat in stats[:40]]}
+
     create_app = _serve.create_app
 
     def create_app_with_routes(*args: Any, **kwargs: Any) -> Any:
         app = create_app(*args, **kwargs)
         app.add_url_rule("/_bench/ping", "bench_ping", ping, methods=["GET"])
         app.add_url_rule("/_bench/intervals", "bench_intervals", intervals, methods=["GET"])
+        app.add_url_rule("/_bench/memory", "bench_memory", memory, methods=["GET"])
         return app
 
     _serve.create_app = create_app_with_routes  # type: ignore[assignment]
@@ -113,6 +132,8 @@ def add_routes() -> None:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
+    if os.environ.get("BENCH_TRACEMALLOC"):
+        tracemalloc.start(int(os.environ["BENCH_TRACEMALLOC"]))
     install_hooks()
     add_routes()
     from agent_trio._cli import main as cli

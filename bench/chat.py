@@ -410,6 +410,7 @@ async def held_streams(server: Server, llm: FakeLlm, n: int) -> Streams:
         slow = Text(text, pieces=STREAM_PIECES, delay=STREAM_SECONDS / STREAM_PIECES)
         llm.script = [Hold(release, slow)]
         result.rss_idle = rss_bytes(server.pid)
+        await http.get(f"{server.url}/_bench/memory")  # the baseline, when tracing
 
         async def one(number: int) -> None:
             nonlocal open_now
@@ -451,6 +452,8 @@ async def held_streams(server: Server, llm: FakeLlm, n: int) -> Streams:
                 await all_open.wait()
             result.seconds_to_open = time.perf_counter() - began
             log(f"  {result.peak_open} streams open after {result.seconds_to_open:.1f} s")
+            for line in (await http.get(f"{server.url}/_bench/memory")).json()["top"]:
+                log(f"  memory: {line}")
             samples = []
             for _ in range(5):
                 samples.append(rss_bytes(server.pid))
