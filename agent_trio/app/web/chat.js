@@ -84,12 +84,18 @@
       } else {
         const para = [];
         for (; i < lines.length && lines[i].trim() && (!para.length || !startsBlock(lines[i])); i += 1) {
-          para.push(lines[i].trim());
+          para.push(lines[i].trimStart());
         }
-        html.push(`<p>${inline(para.join("\n")).replace(/\n/g, "<br>")}</p>`);
+        html.push(`<p>${linesOf(para.join("\n").trimEnd())}</p>`);
       }
     }
     return html.join("");
+  }
+
+  // The lines of a paragraph or an item flow together, as in Markdown; one that ends
+  // in two spaces breaks the line.
+  function linesOf(text) {
+    return inline(text).replace(/ {2,}\n/g, "<br>").replace(/[ \t]*\n/g, " ");
   }
 
   function list(lines, start, html) {
@@ -102,12 +108,12 @@
       if (item && (item[2] !== undefined) === ordered) {
         items.push(item[3]);
       } else if (items.length && /^\s{2,}\S/.test(lines[i])) {
-        items[items.length - 1] += `\n${lines[i].trim()}`;
+        items[items.length - 1] += `\n${lines[i].trimStart()}`;
       } else {
         break;
       }
     }
-    const body = items.map((t) => `<li>${inline(t).replace(/\n/g, "<br>")}</li>`).join("");
+    const body = items.map((t) => `<li>${linesOf(t.trimEnd())}</li>`).join("");
     const number = ordered ? Number(first[2]) : 1;
     html.push(ordered ? `<ol${number !== 1 ? ` start="${number}"` : ""}>${body}</ol>` : `<ul>${body}</ul>`);
     return i;
