@@ -244,6 +244,7 @@ async def test_an_answer_streams_with_its_sources_and_comes_back_after_a_reload(
             page.button("New chat").click()
             assert page.turns() == []
             assert page.stored(SESSION_STORE) is None
+            assert page.console_errors() == []
 
         await in_browser(restored)
 
@@ -262,7 +263,7 @@ async def test_stop_interrupts_the_answer_and_leaves_nothing_running(
             page.ask("Tell me everything.")
             page.until(lambda: "The answer" in page.answer_text(), "no streamed text")
             page.button("Stop").click()
-            page.until(lambda: page.answer_status() == "interrupted")
+            page.until(lambda: page.answer_status() == "interrupted", "not shown interrupted")
             assert "Interrupted" in page.last_answer().find_element(By.CSS_SELECTOR, ".status").text
             assert page.button("Send").is_enabled()
             session_id = page.stored(SESSION_STORE)
@@ -294,6 +295,7 @@ async def test_stop_interrupts_the_answer_and_leaves_nothing_running(
             assert page.answer_status() == "interrupted"
             assert page.answer_text().startswith("The answer")
             assert "Interrupted" in page.last_answer().text
+            assert page.console_errors() == []
 
         await in_browser(shown_interrupted_after_reload)
 
@@ -315,6 +317,7 @@ async def test_an_error_frame_is_shown_as_an_error(
                 "Error: the llm service is unavailable; try again shortly (upstream_unavailable)"
             )
             assert page.button("Send").is_enabled()
+            assert page.console_errors() == []
 
         await in_browser(failed)
         assert limiters_idle(srv.service)
@@ -346,6 +349,7 @@ async def test_the_page_asks_for_the_api_key_and_again_when_it_is_refused(
             page.reload()  # the key is remembered: no prompt, the conversation is back
             page.until(lambda: len(page.turns()) == 2, "the conversation was not restored")
             assert not page.by_id("key-form").is_displayed()
+            assert page.console_errors() == []
 
         await in_browser(with_the_key)
 

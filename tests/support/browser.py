@@ -76,6 +76,7 @@ class ChatPage:
 
     # -- doing -------------------------------------------------------------------------
     def open(self) -> None:
+        self.console_errors()  # what an earlier page said is not this page's
         self.driver.get(self.base_url + "/")
         self.until(lambda: self.js("return document.readyState") == "complete")
 
@@ -126,6 +127,14 @@ class ChatPage:
     def stored(self, name: str) -> str | None:
         value = self.js("return localStorage.getItem(arguments[0])", name)
         return None if value is None else str(value)
+
+    def console_errors(self) -> list[str]:
+        """The page's errors since the last call: script errors, refused by the
+        Content-Security-Policy; not failed requests (a 401 is one the page expects)."""
+        entries = self.driver.get_log("browser")
+        return [
+            e["message"] for e in entries if e["level"] == "SEVERE" and e["source"] != "network"
+        ]
 
     def js(self, script: str, *args: Any) -> Any:
         return self.driver.execute_script(script, *args)
