@@ -217,6 +217,7 @@
     };
     answer.status.hidden = answer.toolList.hidden = answer.sourceList.hidden = true;
     turn.dataset.status = "streaming";
+    turn.setAttribute("aria-busy", "true"); // read out once it is complete
     turn.append(answer.who, answer.body, answer.status, answer.toolList, answer.sourceList);
     $("log").append(turn);
     $("empty").hidden = true;
@@ -267,6 +268,7 @@
   function finish(answer, status, message) {
     answer.finished = true;
     answer.turn.dataset.status = status;
+    answer.turn.setAttribute("aria-busy", "false");
     const text = message || STATUS_TEXT[status];
     answer.status.textContent = text || "";
     answer.status.hidden = !text;
@@ -401,7 +403,9 @@
       await loadModels();
       await restore();
     } catch (err) {
-      if (!(err instanceof Unauthorized)) throw err;
+      if (!(err instanceof Unauthorized)) {
+        finish(addAnswer(), "failed", `Error: the service could not be reached (${err.message}).`);
+      }
     }
   }
 
