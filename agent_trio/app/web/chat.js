@@ -252,7 +252,8 @@
     const link = element("a", "", source.document_title || source.document_source);
     link.href = `/documents/${encodeURIComponent(source.document_id)}`;
     link.addEventListener("click", (event) => {
-      event.preventDefault();
+      if (event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+      event.preventDefault(); // read it here, with the API key; a new tab gets the JSON
       showDocument(source.document_id);
     });
     const meta = `${source.document_source} · score ${Number(source.score).toFixed(3)}`;
