@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trio
 
+from agent_trio.app._openapi import OPEN_PATHS
 from agent_trio.engine import EngineInfo
 from tests.support.api import make_app, served, started_empty
 
@@ -33,6 +34,10 @@ OPERATIONS = {
     ("post", "/chat"),
     ("post", "/chat/stream"),
     ("get", "/sessions/{session_id}"),
+    ("get", "/chat/models"),
+    ("get", "/"),
+    ("get", "/web/chat.css"),
+    ("get", "/web/chat.js"),
 }
 
 
@@ -69,8 +74,7 @@ async def test_every_route_is_documented_with_its_answers(schema: dict[str, Any]
             assert statuses >= BODY_ERRORS, key
             for status in BODY_ERRORS:
                 assert error_ref(operation["responses"][status])["title"] == "ErrorOut"
-        if key[1] not in ("/health", "/metrics"):
-            assert "401" in statuses, key
+        assert ("401" in statuses) == (key[1] not in OPEN_PATHS), key
     assert "404" in documented["get", "/documents/{document_id}"]["responses"]
     assert "201" in documented["post", "/documents"]["responses"]
     assert "404" in documented["get", "/sessions/{session_id}"]["responses"]
@@ -80,6 +84,8 @@ async def test_every_route_is_documented_with_its_answers(schema: dict[str, Any]
     assert "422" in documented["get", "/documents"]["responses"]
     metrics = documented["get", "/metrics"]["responses"]["200"]
     assert set(metrics["content"]) == {"text/plain"}
+    page = documented["get", "/"]["responses"]["200"]
+    assert set(page["content"]) == {"text/html"}
     health = documented["get", "/health"]["responses"]
     assert error_ref(health["503"]) == error_ref(health["200"])
 

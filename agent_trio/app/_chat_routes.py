@@ -1,4 +1,5 @@
-"""Chat routes: ``POST /chat``, ``POST /chat/stream`` (server-sent events), ``GET /sessions/{id}``.
+"""Chat routes: ``POST /chat``, ``POST /chat/stream`` (server-sent events), ``GET /sessions/{id}``,
+and ``GET /chat/models`` (what ``model_choice`` may be).
 
 A chat takes a slot of the ``chat`` limiter (CHAT_MAX_CONCURRENCY) for as long as
 it runs; when none frees up within :data:`SLOT_WAIT` seconds the answer is 503
@@ -38,7 +39,7 @@ from agent_trio.app._chat_models import ChatIn
 from agent_trio.app._context import current_service
 from agent_trio.app._errors import ApiError, dependency_problem
 from agent_trio.app._openapi import document_errors, document_media
-from agent_trio.app._responses import ChatOut, SessionOut
+from agent_trio.app._responses import ChatOut, ModelsOut, SessionOut
 from agent_trio.graph import new_id
 from agent_trio.service import Service
 
@@ -184,6 +185,14 @@ async def chat_stream(data: ChatIn) -> Response:
     response.headers["X-Accel-Buffering"] = "no"
     response.timeout = None  # a stream lasts as long as its chat
     return response
+
+
+@blueprint.get("/chat/models")
+@validate_response(ModelsOut)
+async def chat_models() -> dict[str, Any]:
+    """The models a chat may pick with ``model_choice`` (LLM_MODELS); the first is the default."""
+    models = current_service().settings.llm_model_list
+    return {"models": models, "default": models[0] if models else None}
 
 
 @blueprint.get("/sessions/<string:session_id>")

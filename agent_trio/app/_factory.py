@@ -27,6 +27,7 @@ from agent_trio.app._knowledge_routes import blueprint as knowledge_blueprint
 from agent_trio.app._lifespan import ServiceRunner
 from agent_trio.app._metrics import Metrics
 from agent_trio.app._openapi import OPEN_PATHS, ApiDocumentation, document_media
+from agent_trio.app._page import blueprint as page_blueprint
 from agent_trio.app._process import (
     configure_logging,
     keep_sigint_for_trio,
@@ -101,6 +102,7 @@ def create_app(
     _install_core_routes(app, runner, metrics)
     app.register_blueprint(knowledge_blueprint)
     app.register_blueprint(chat_blueprint)
+    app.register_blueprint(page_blueprint)
     app.asgi_app = FinishResponses(app.asgi_app)  # type: ignore[method-assign]
     return app
 

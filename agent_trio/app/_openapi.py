@@ -44,8 +44,8 @@ __all__ = ["CHOICES", "OPEN_PATHS", "ApiDocumentation", "document_errors", "docu
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: routes that need no API key
-OPEN_PATHS = frozenset({"/health", "/metrics"})
+#: routes that need no API key: health, metrics and the web page (``_page``)
+OPEN_PATHS = frozenset({"/health", "/metrics", "/", "/web/chat.css", "/web/chat.js"})
 
 #: the schema keyword that names the setting a field's valid values come from
 CHOICES = "x-choices"

@@ -28,6 +28,7 @@ __all__ = [
     "HealthOut",
     "LimiterOut",
     "MessageOut",
+    "ModelsOut",
     "SearchOut",
     "SessionOut",
     "SourceOut",
@@ -203,6 +204,14 @@ class MessageOut(BaseModel):
     status: Literal["complete", "interrupted", "failed"]
     created_at: str
     tool_calls: list[dict[str, Any]]
+
+
+class ModelsOut(BaseModel):
+    """The models a chat may pick (LLM_MODELS, the first by default); without an LLM,
+    ``extractive``."""
+
+    models: list[str]
+    default: str | None
 
 
 class SessionOut(BaseModel):

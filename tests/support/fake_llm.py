@@ -9,7 +9,8 @@ taken in order (the last one repeats), or a function of the request number (from
 and the decoded request body. Replies:
 
 * :class:`Text`: an answer, streamed in ``pieces`` deltas (``delay`` seconds before
-  each) when the request asks for a stream, else one JSON completion;
+  each; with ``pause``, the rest waits after the first until the event is set) when
+  the request asks for a stream, else one JSON completion;
 * :class:`Calls`: tool calls (``(name, arguments)`` pairs), optionally after text;
 * :class:`Fail`: an HTTP error status (429 with ``Retry-After``, 500, ...);
 * :class:`Garbage`: a 200 whose body is not what the protocol says;
@@ -53,6 +54,7 @@ class Text:
     text: str = "ok"
     pieces: int = 1
     delay: float = 0.0
+    pause: trio.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -218,12 +220,14 @@ class FakeLlm:
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         }
 
-    def _chunks(self, reply: Text | Calls) -> list[tuple[float, dict[str, Any]]]:
-        """(delay before it, chunk) for each streamed chunk."""
-        out: list[tuple[float, dict[str, Any]]] = []
+    def _chunks(self, reply: Text | Calls) -> list[tuple[float | trio.Event, dict[str, Any]]]:
+        """(delay before it, or an event to wait for, chunk) for each streamed chunk."""
+        out: list[tuple[float | trio.Event, dict[str, Any]]] = []
         pieces = _split(reply.text, reply.pieces if isinstance(reply, Text) else 1)
-        for piece in pieces:
-            out.append((reply.delay, self._chunk({"content": piece})))
+        pause = reply.pause if isinstance(reply, Text) else None
+        for n, piece in enumerate(pieces):
+            before = pause if n == 1 and pause is not None else reply.delay
+            out.append((before, self._chunk({"content": piece})))
         if isinstance(reply, Calls):
             for i, (name, args) in enumerate(reply.calls):
                 call = {"index": i, "id": f"call_{i}", "type": "function"}
@@ -312,12 +316,14 @@ class _Conn:
         await self._send(h11.Data(data=payload))
         await self._send(h11.EndOfMessage())
 
-    async def send_stream(self, chunks: list[tuple[float, dict[str, Any]]]) -> None:
+    async def send_stream(self, chunks: list[tuple[float | trio.Event, dict[str, Any]]]) -> None:
         head = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
         await self._send(h11.Response(status_code=200, headers=head))
-        for delay, chunk in chunks:
-            if delay:
-                await trio.sleep(delay)
+        for before, chunk in chunks:
+            if isinstance(before, trio.Event):
+                await before.wait()
+            elif before:
+                await trio.sleep(before)
             await self._send(h11.Data(data=b"data: " + json.dumps(chunk).encode() + b"\n\n"))
         await self._send(h11.Data(data=b"data: [DONE]\n\n"))
         await self._send(h11.EndOfMessage())
