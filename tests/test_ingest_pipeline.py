@@ -19,11 +19,11 @@ import trio
 import trio.testing
 
 from agent_trio import IngestError, UpstreamRejected
+from agent_trio.extract import RuleExtractor
 from agent_trio.graph import ChunkRecord, DocumentRecord
 from agent_trio.ingest import (
     DocumentOutcome,
     Ingestor,
-    RuleExtractor,
     chunk_text,
     embedding_text,
     iter_paths,

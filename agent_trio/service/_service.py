@@ -28,6 +28,7 @@ from agent_trio._errors import AgentTrioError, ConfigError
 from agent_trio._settings import Settings
 from agent_trio._version import __version__
 from agent_trio.engine import EngineInfo
+from agent_trio.extract import extractor_for
 from agent_trio.graph import (
     Dialect,
     GraphGateway,
@@ -37,7 +38,7 @@ from agent_trio.graph import (
     make_dialect,
     open_graph,
 )
-from agent_trio.ingest import Ingestor, extractor_for
+from agent_trio.ingest import Ingestor
 from agent_trio.search import Searcher
 from agent_trio.service._configs import embedding_config, llm_config
 from agent_trio.service._engine import engine_or_external, warm_imports

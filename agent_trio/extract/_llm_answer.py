@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent_trio.ingest._dates import normalise_iso
-from agent_trio.ingest._model import ENTITY_TYPES, EntityType
-from agent_trio.ingest._relations import RELATED_TO
+from agent_trio.extract._dates import normalise_iso
+from agent_trio.extract._model import ENTITY_TYPES, EntityType
+from agent_trio.extract._relations import RELATED_TO
 
 __all__ = [
     "RETRY_PROMPT",

@@ -1,38 +1,17 @@
-"""The values that flow through ingestion: a read document, its chunks, what was extracted.
+"""A document as read and the chunks its content is cut into.
 
-All are frozen: a stage returns new values and never edits what it was given.
-Identifiers that the graph stores are derived deterministically, so ingesting the
-same source twice addresses the same nodes.
+Both are frozen: a stage returns new values and never edits what it was given.
+A document's id is derived from its source alone, so reading the same source
+twice addresses the same node.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-__all__ = [
-    "ENTITY_TYPES",
-    "Chunk",
-    "Entity",
-    "EntityType",
-    "Extraction",
-    "Fact",
-    "SourceDocument",
-    "document_id_for",
-]
-
-EntityType = Literal["person", "organization", "product", "place", "event", "other"]
-
-#: every value of :data:`EntityType`, in a stable order
-ENTITY_TYPES: tuple[EntityType, ...] = (
-    "person",
-    "organization",
-    "product",
-    "place",
-    "event",
-    "other",
-)
+__all__ = ["Chunk", "SourceDocument", "document_id_for"]
 
 # Fixed namespace: changing it would give every stored document a new id.
 _DOCUMENT_NAMESPACE = uuid.UUID("6f1c2a4e-0d1b-5c7e-9a43-2f8e1b7d5c90")
@@ -84,38 +63,3 @@ class Chunk:
         if not self.heading_path:
             return self.text
         return " > ".join(self.heading_path) + "\n\n" + self.text
-
-
-@dataclass(frozen=True, slots=True)
-class Entity:
-    """A named thing. ``key`` is the normalised name that identifies it in the graph."""
-
-    name: str
-    key: str
-    type: EntityType
-
-
-@dataclass(frozen=True, slots=True)
-class Fact:
-    """A relationship between two entities, stated by ``sentence`` in chunk ``chunk_index``.
-
-    ``relation`` is a short UPPER_SNAKE verb (``FOUNDED``, ``WORKS_AT``, ``RELATED_TO``).
-    ``valid_at`` / ``invalid_at`` are ISO-8601 dates (``YYYY-MM-DD``, UTC) when the
-    text dates the fact, else ``None``.
-    """
-
-    subject_key: str
-    object_key: str
-    relation: str
-    sentence: str
-    valid_at: str | None
-    invalid_at: str | None
-    chunk_index: int
-
-
-@dataclass(frozen=True, slots=True)
-class Extraction:
-    """What an extractor found in one document; facts refer to entities by key."""
-
-    entities: tuple[Entity, ...] = ()
-    facts: tuple[Fact, ...] = ()

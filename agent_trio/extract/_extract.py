@@ -1,7 +1,7 @@
 """The extractor interface: entities and dated facts from a document's chunks.
 
-Two implementations: :class:`~agent_trio.ingest.RuleExtractor` (``._rules``),
-deterministic and offline, and :class:`~agent_trio.ingest.LlmExtractor`
+Two implementations: :class:`~agent_trio.extract.RuleExtractor` (``._rules``),
+deterministic and offline, and :class:`~agent_trio.extract.LlmExtractor`
 (``._llm_extract``), which asks a model. Both are importable from here too.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from agent_trio.ingest._llm_extract import Complete, LlmExtractor
-from agent_trio.ingest._model import Chunk, Extraction, SourceDocument
-from agent_trio.ingest._rules import RuleExtractor
+from agent_trio.document import Chunk, SourceDocument
+from agent_trio.extract._llm_extract import Complete, LlmExtractor
+from agent_trio.extract._model import Extraction
+from agent_trio.extract._rules import RuleExtractor
 
 __all__ = ["Complete", "Extractor", "LlmExtractor", "RuleExtractor"]
 
