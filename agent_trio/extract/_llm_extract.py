@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from agent_trio.document import Chunk, SourceDocument
 from agent_trio.extract._identity import distinct_facts, entity_key
-from agent_trio.extract._llm_answer import (
+from agent_trio.extract._model import Entity, Extraction, Fact
+from agent_trio.extract._prompt import (
     RETRY_PROMPT,
     SYSTEM_PROMPT,
     LlmFact,
@@ -26,7 +27,6 @@ from agent_trio.extract._llm_answer import (
     describe,
     parse_answer,
 )
-from agent_trio.extract._model import Entity, Extraction, Fact
 
 __all__ = ["Complete", "LlmExtractor"]
 

@@ -1,4 +1,4 @@
-"""What the model is asked for, and how its answer is read and validated.
+"""The extraction prompt: what the model is asked for, and how its answer is read.
 
 The answer must be one JSON object of entities and facts. Reading it forgives
 what a model commonly gets wrong without changing the meaning: a code fence or
