@@ -39,7 +39,7 @@ class _LimiterCollector(Collector):
         yield waiting
 
 
-#: attempt failures an upstream client counts, by kind (see ``upstream/_upstream.py``)
+#: attempt failures an upstream client counts, by kind (see ``upstream/_failures.py``)
 _FAILURE_KINDS = (
     "throttled",
     "server_errors",

@@ -27,7 +27,8 @@ from agent_trio.upstream._messages import (
 )
 from agent_trio.upstream._open import EmbeddingConfig, open_embedder
 from agent_trio.upstream._rate import RateLimiter
-from agent_trio.upstream._upstream import Upstream, UpstreamTuning, use_own_retry_logs
+from agent_trio.upstream._retry import use_own_retry_logs
+from agent_trio.upstream._upstream import Upstream, UpstreamTuning
 
 __all__ = [
     "AdaptiveLimits",
