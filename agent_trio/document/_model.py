@@ -44,7 +44,7 @@ class SourceDocument:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of a document's content: ``text == content[start:end]``.
+    """A piece of a document's content as the chunker cut it: ``text == content[start:end]``.
 
     ``heading_path`` is the chain of Markdown headings the chunk sits under,
     outermost first; it is context for display and embedding, not part of ``text``.
