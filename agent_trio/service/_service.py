@@ -135,8 +135,9 @@ def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:
 async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
     """INGEST_ON_START: ingest these paths once, in the background; never fatal.
 
-    Whatever goes wrong (but a cancellation) is logged, and the service stays up:
-    our own errors in one line each, anything else with its traceback.
+    Every :class:`Exception` is logged and the service stays up: our own errors in
+    one line each, anything else with its traceback. A cancellation, like any other
+    exception that is not an :class:`Exception` (``KeyboardInterrupt``), passes.
     """
     summary = None
     try:
