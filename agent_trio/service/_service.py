@@ -25,6 +25,7 @@ import trio
 import trio_asyncio
 
 from agent_trio._errors import AgentTrioError, ConfigError
+from agent_trio._limiter_stats import LimiterStats
 from agent_trio._settings import Settings
 from agent_trio._version import __version__
 from agent_trio.engine import EngineInfo
@@ -108,20 +109,6 @@ class Service:
     def limiter_statistics(self) -> dict[str, LimiterStats]:
         """Each limiter the service uses, by name, as it is now."""
         return {name: LimiterStats.of(limiter) for name, limiter in self.limiters.items()}
-
-
-@dataclass(frozen=True)
-class LimiterStats:
-    """One concurrency limiter's state: tokens in use, tokens in all, tasks waiting."""
-
-    borrowed: int
-    total: float
-    waiting: int
-
-    @classmethod
-    def of(cls, limiter: trio.CapacityLimiter) -> LimiterStats:
-        stats = limiter.statistics()
-        return cls(stats.borrowed_tokens, stats.total_tokens, stats.tasks_waiting)
 
 
 def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:

@@ -48,8 +48,9 @@ from agent_trio._errors import (
     UpstreamProtocolError,
     UpstreamUnavailable,
 )
-from agent_trio.upstream._adaptive import AdaptiveLimits, Ticket
-from agent_trio.upstream._breaker import CircuitBreaker, Permit
+from agent_trio._limiter_stats import LimiterStats
+from agent_trio.upstream._adaptive import AdaptiveLimits, AdaptiveStats, Ticket
+from agent_trio.upstream._breaker import BreakerStats, CircuitBreaker, Permit
 from agent_trio.upstream._failures import (
     BREAKER_FAILURES,
     AttemptError,
@@ -58,10 +59,10 @@ from agent_trio.upstream._failures import (
     raise_for_status,
     reraise_mapped,
 )
-from agent_trio.upstream._rate import RateLimiter, Reservation
+from agent_trio.upstream._rate import RateLimiter, RateStats, Reservation
 from agent_trio.upstream._retry import RetryPolicy, final_errors, retrying
 
-__all__ = ["Upstream", "UpstreamTuning"]
+__all__ = ["Upstream", "UpstreamStats", "UpstreamTuning"]
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -89,6 +90,22 @@ class UpstreamTuning:
     backoff_jitter: float = 0.2
     max_retry_after: float = 300.0
     wall_clock: Callable[[], float] = time.time
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamStats:
+    """One upstream's limits, rate, breaker and AIMD as they are now, and its counters.
+
+    ``counters`` holds ``attempts``, ``succeeded``, ``retries``, ``gave_up``,
+    ``circuit_open`` and one count per kind of failure (``_failures.FailureKind``).
+    """
+
+    closed: bool
+    limiter: LimiterStats
+    rate: RateStats
+    breaker: BreakerStats
+    adaptive: AdaptiveStats
+    counters: Mapping[str, int]
 
 
 class Upstream:
@@ -199,20 +216,15 @@ class Upstream:
         return self._stream(request, first)
 
     # -- statistics ------------------------------------------------------------
-    def statistics(self) -> dict[str, Any]:
-        stats = self.limiter.statistics()
-        return {
-            "closed": self._closed,
-            "limiter": {
-                "borrowed": stats.borrowed_tokens,
-                "total": stats.total_tokens,
-                "waiting": stats.tasks_waiting,
-            },
-            "rate": self.rate.statistics(),
-            "breaker": self.breaker.statistics(),
-            "adaptive": self.adaptive.statistics(),
-            "counters": dict(self.counters),
-        }
+    def statistics(self) -> UpstreamStats:
+        return UpstreamStats(
+            closed=self._closed,
+            limiter=LimiterStats.of(self.limiter),
+            rate=self.rate.statistics(),
+            breaker=self.breaker.statistics(),
+            adaptive=self.adaptive.statistics(),
+            counters=dict(self.counters),
+        )
 
     async def _attempt(self, request: httpx.Request, parse: Callable[[Any], T]) -> T:
         async with self._admitted() as (reservation, ticket, permit):
