@@ -42,6 +42,7 @@ _ABOVE = {
         "agent_trio.service",
         "agent_trio.app",
         "agent_trio._cli",
+        "agent_trio._ingest_cli",
         "agent_trio.ingest",
         "quart",
     ],
@@ -52,7 +53,13 @@ _ABOVE = {
         "agent_trio._settings",
         "quart",
     ],
-    "ingest": ["agent_trio.service", "agent_trio.app", "agent_trio._cli", "quart"],
+    "ingest": [
+        "agent_trio.service",
+        "agent_trio.app",
+        "agent_trio._cli",
+        "agent_trio._ingest_cli",
+        "quart",
+    ],
     "search": ["agent_trio.service", "agent_trio.app", "agent_trio._cli", "quart"],
     "service": ["agent_trio.app", "agent_trio._cli", "agent_trio._ingest_cli", "quart"],
 }

@@ -2,7 +2,7 @@
 
 Two implementations: :class:`~agent_trio.extract.RuleExtractor` (``._rules``),
 deterministic and offline, and :class:`~agent_trio.extract.LlmExtractor`
-(``._llm_extract``), which asks a model. Both are importable from here too.
+(``._llm_extract``), which asks a model.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from agent_trio.document import Chunk, SourceDocument
-from agent_trio.extract._llm_extract import Complete, LlmExtractor
 from agent_trio.extract._model import Extraction
-from agent_trio.extract._rules import RuleExtractor
 
-__all__ = ["Complete", "Extractor", "LlmExtractor", "RuleExtractor"]
+__all__ = ["Extractor"]
 
 
 class Extractor(Protocol):
