@@ -45,7 +45,7 @@ from _report import write_section
 
 from agent_trio import AgentTrioError, load_settings
 from agent_trio.service import embedding_config
-from agent_trio.upstream import UpstreamTuning, open_embedder, use_own_retry_logs
+from agent_trio.upstream import EmbedderStats, UpstreamTuning, open_embedder, use_own_retry_logs
 from tests.support.fake_embeddings import text_vector
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +135,7 @@ async def ours_embed(
     rate: int,
     batch: int,
     started: list[float],
-) -> tuple[list[list[float]], dict[str, Any]]:
+) -> tuple[list[list[float]], EmbedderStats]:
     settings = load_settings(
         _env_file=None,
         embedding_provider="openai",
@@ -268,10 +268,10 @@ def run(
                     started=started,
                 )
             )
-            adaptive = stats["adaptive"]
+            assert stats.upstream is not None  # an HTTP embedder
+            adaptive = stats.upstream.adaptive
             outcome.notes += (
-                f"; ended at concurrency {adaptive['concurrency']}, "
-                f"{adaptive['rate_per_window']}/window"
+                f"; ended at concurrency {adaptive.concurrency}, {adaptive.rate_per_window}/window"
             )
         else:
             per_window = config[1] if config else 60

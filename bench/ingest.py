@@ -57,8 +57,9 @@ from _server import machine
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
+from agent_trio.extract import RuleExtractor
 from agent_trio.graph import KnowledgeStore
-from agent_trio.ingest import Ingestor, IngestSummary, RuleExtractor
+from agent_trio.ingest import Ingestor, IngestSummary
 from agent_trio.ingest._steps import Steps
 from agent_trio.service import ServiceHooks, embedding_config, engine_config, open_service
 from agent_trio.upstream import Embedder, open_embedder

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent_trio import load_settings  # noqa: E402
-from agent_trio.search import ChunkResult, Searcher  # noqa: E402
+from agent_trio.graph import ChunkHit  # noqa: E402
+from agent_trio.search import Searcher  # noqa: E402
 from agent_trio.service import open_service  # noqa: E402
 from tests.retrieval_questions import (  # noqa: E402
     CORPUS_DIR,
@@ -194,7 +195,7 @@ MORE: tuple[RetrievalQuestion, ...] = (
 )
 
 DEPTH = 10
-Search = Callable[[str, int], Awaitable[list[ChunkResult]]]
+Search = Callable[[str, int], Awaitable[list[ChunkHit]]]
 
 
 @dataclass
@@ -209,7 +210,7 @@ class Score:
 
 
 def searches(searcher: Searcher) -> dict[str, Search]:
-    async def weighted(weight: float, query: str, limit: int) -> list[ChunkResult]:
+    async def weighted(weight: float, query: str, limit: int) -> list[ChunkHit]:
         return await searcher.hybrid(query, limit, text_weight=weight)
 
     return {

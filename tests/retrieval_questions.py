@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-from agent_trio.search import ChunkResult
+from agent_trio.graph import ChunkHit
 
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "examples" / "corpus"
 
@@ -79,7 +79,7 @@ QUESTIONS: tuple[RetrievalQuestion, ...] = (
 )
 
 
-def relevant(result: ChunkResult, question: RetrievalQuestion) -> bool:
+def relevant(result: ChunkHit, question: RetrievalQuestion) -> bool:
     """Whether ``result`` answers ``question``: a chunk of its file with its phrase."""
     return Path(result.document_source).name == question.source and _squash(
         question.phrase

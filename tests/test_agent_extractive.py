@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from agent_trio.agent import compose_answer
 from agent_trio.agent._extractive import NOTHING_FOUND
-from agent_trio.search import ChunkResult, GraphResult
+from agent_trio.graph import ChunkHit
+from agent_trio.search import GraphResult
 
 
-def chunk(n: int, text: str, score: float, title: str = "Doc") -> ChunkResult:
-    return ChunkResult(f"c{n}", f"d{n}", text, score, {}, f"{title} {n}", f"docs/{n}.md")
+def chunk(n: int, text: str, score: float, title: str = "Doc") -> ChunkHit:
+    return ChunkHit(f"c{n}", f"d{n}", text, score, score, {}, f"{title} {n}", f"docs/{n}.md")
 
 
 def fact(text: str, valid_at: str | None = None) -> GraphResult:

@@ -11,7 +11,7 @@ import trio
 from agent_trio import GraphUnavailable
 from agent_trio.agent import TOOL_SPECS, Toolbox
 from agent_trio.app._chat_routes import PING_INTERVAL, _ping, frame
-from agent_trio.search import ChunkResult
+from agent_trio.graph import ChunkHit
 from agent_trio.upstream import ToolCall
 
 
@@ -23,12 +23,12 @@ class StubSearcher:
 
     async def hybrid(
         self, query: str, limit: int = 10, text_weight: float | None = None
-    ) -> list[ChunkResult]:
+    ) -> list[ChunkHit]:
         delay = self.delays[query]
         if delay is None:
             await trio.sleep_forever()
         await trio.sleep(delay or 0.0)
-        return [ChunkResult("c", "d", f"about {query}", 0.5, {}, "T", "t.md")]
+        return [ChunkHit("c", "d", f"about {query}", 0.5, 0.5, {}, "T", "t.md")]
 
     async def graph(self, query: str, limit: int = 10) -> list[Any]:
         raise GraphUnavailable("graph database unavailable: test")

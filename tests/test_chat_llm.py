@@ -14,8 +14,8 @@ import trio
 from agent_trio.agent import TOOL_SPECS, history_messages
 from agent_trio.app import _chat_routes
 from agent_trio.engine import EngineInfo
-from agent_trio.graph import MessageRow
-from agent_trio.search import ChunkResult, Searcher
+from agent_trio.graph import ChunkHit, MessageRow
+from agent_trio.search import Searcher
 from tests.support.chat import (
     ChatApp,
     chat_settings,
@@ -143,7 +143,7 @@ async def test_tool_calls_of_one_turn_run_concurrently(
 
             async def hybrid(
                 self, query: str, limit: int = 10, text_weight: float | None = None
-            ) -> list[ChunkResult]:
+            ) -> list[ChunkHit]:
                 nonlocal inside, most
                 inside += 1
                 most = max(most, inside)

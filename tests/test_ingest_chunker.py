@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from agent_trio.ingest import Chunk, chunk_text, estimate_tokens
-from agent_trio.ingest._chunker import MIN_PIECE, fit_chunks, markdown_headings, sentence_spans
+from agent_trio.document import Chunk, markdown_headings, sentence_spans
+from agent_trio.ingest import chunk_text, estimate_tokens
+from agent_trio.ingest._chunker import MIN_PIECE, fit_chunks
 
 
 def _words(text: str) -> tuple[str, ...]:

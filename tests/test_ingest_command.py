@@ -20,15 +20,13 @@ from rich.console import Console
 from agent_trio import load_settings
 from agent_trio._cli import main
 from agent_trio._ingest_cli import run_ingest_command
+from agent_trio.extract import LlmExtractor, RuleExtractor, extractor_for
 from agent_trio.ingest import (
     DocumentOutcome,
     IngestSummary,
-    LlmExtractor,
     LogProgress,
-    RuleExtractor,
     TerminalProgress,
     chunk_text,
-    extractor_for,
     parse_document,
     progress_for,
 )

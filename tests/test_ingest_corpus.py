@@ -7,14 +7,9 @@ from collections import defaultdict
 
 import pytest
 
-from agent_trio.ingest import (
-    Extraction,
-    RuleExtractor,
-    SourceDocument,
-    chunk_text,
-    iter_paths,
-    read_document,
-)
+from agent_trio.document import SourceDocument
+from agent_trio.extract import Extraction, RuleExtractor
+from agent_trio.ingest import chunk_text, iter_paths, read_document
 from tests.retrieval_questions import CORPUS_DIR, QUESTIONS
 
 PEOPLE = {

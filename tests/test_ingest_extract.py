@@ -14,17 +14,9 @@ from collections.abc import Sequence
 import pytest
 
 from agent_trio import UpstreamUnavailable
-from agent_trio.ingest import (
-    Chunk,
-    Extraction,
-    Extractor,
-    LlmExtractor,
-    RuleExtractor,
-    SourceDocument,
-    chunk_text,
-    entity_key,
-    parse_document,
-)
+from agent_trio.document import Chunk, SourceDocument
+from agent_trio.extract import Extraction, Extractor, LlmExtractor, RuleExtractor, entity_key
+from agent_trio.ingest import chunk_text, parse_document
 
 FactRow = tuple[str, str, str, str | None, str | None]
 

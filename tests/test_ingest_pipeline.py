@@ -19,11 +19,11 @@ import trio
 import trio.testing
 
 from agent_trio import IngestError, UpstreamRejected
+from agent_trio.extract import RuleExtractor
 from agent_trio.graph import ChunkRecord, DocumentRecord
 from agent_trio.ingest import (
     DocumentOutcome,
     Ingestor,
-    RuleExtractor,
     chunk_text,
     embedding_text,
     iter_paths,
@@ -206,7 +206,7 @@ async def test_chunks_are_cut_to_what_the_embedder_reads_whole(
             kb.store, embedder, RuleExtractor(), chunk_size=CHUNK_SIZE, chunk_overlap=0
         )
         outcome = await ingestor.ingest(parse_document("inventory.md", content))
-        truncated = embedder.statistics()["counters"]["texts_truncated"]
+        truncated = embedder.statistics().counters["texts_truncated"]
 
     assert len(chunk_text(content, size=CHUNK_SIZE, overlap=0)) < outcome.chunk_count
     stored = await stored_chunks(kb, outcome.id)

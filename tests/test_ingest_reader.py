@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent_trio import IngestError
-from agent_trio.ingest import (
-    SourceDocument,
-    document_id_for,
-    iter_paths,
-    parse_document,
-    read_document,
-)
+from agent_trio.document import SourceDocument, document_id_for
+from agent_trio.ingest import iter_paths, parse_document, read_document
 
 FRONT_MATTER_DOC = """\
 ---

@@ -13,6 +13,17 @@ PACKAGE = Path(__file__).resolve().parent.parent / "agent_trio"
 #: room -> modules it must not import: the rooms above it, and Quart below ``app``;
 #: the engine and the upstream clients take typed configs, not the settings
 _ABOVE = {
+    "document": [
+        "agent_trio.extract",
+        "agent_trio.ingest",
+        "agent_trio.graph",
+        "agent_trio.upstream",
+        "agent_trio.service",
+        "agent_trio.app",
+        "agent_trio._cli",
+        "agent_trio._settings",
+        "quart",
+    ],
     "engine": [
         "agent_trio.service",
         "agent_trio.app",
@@ -20,7 +31,21 @@ _ABOVE = {
         "agent_trio._settings",
         "quart",
     ],
-    "graph": ["agent_trio.service", "agent_trio.app", "agent_trio.ingest", "quart"],
+    "graph": [
+        "agent_trio.service",
+        "agent_trio.app",
+        "agent_trio.ingest",
+        "agent_trio.extract",
+        "quart",
+    ],
+    "extract": [
+        "agent_trio.service",
+        "agent_trio.app",
+        "agent_trio._cli",
+        "agent_trio._ingest_cli",
+        "agent_trio.ingest",
+        "quart",
+    ],
     "upstream": [
         "agent_trio.service",
         "agent_trio.app",
@@ -28,7 +53,13 @@ _ABOVE = {
         "agent_trio._settings",
         "quart",
     ],
-    "ingest": ["agent_trio.service", "agent_trio.app", "agent_trio._cli", "quart"],
+    "ingest": [
+        "agent_trio.service",
+        "agent_trio.app",
+        "agent_trio._cli",
+        "agent_trio._ingest_cli",
+        "quart",
+    ],
     "search": ["agent_trio.service", "agent_trio.app", "agent_trio._cli", "quart"],
     "service": ["agent_trio.app", "agent_trio._cli", "agent_trio._ingest_cli", "quart"],
 }

@@ -15,8 +15,9 @@ from prometheus_client import generate_latest
 
 from agent_trio import GraphUnavailable, ResourceClosed, Settings
 from agent_trio.app._metrics import Metrics
+from agent_trio.document import document_id_for
 from agent_trio.engine import EngineInfo
-from agent_trio.ingest import Ingestor, document_id_for
+from agent_trio.ingest import Ingestor
 from agent_trio.service import (
     LimiterStats,
     ServiceHooks,

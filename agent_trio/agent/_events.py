@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_trio.search import ChunkResult
+from agent_trio.graph import ChunkHit
 
 __all__ = ["AnswerText", "ChatEvent", "Emit", "Source", "SourcesFound", "ToolUse", "Transcript"]
 
@@ -32,7 +32,7 @@ class Source:
     score: float
 
     @classmethod
-    def from_chunk(cls, chunk: ChunkResult) -> Source:
+    def from_chunk(cls, chunk: ChunkHit) -> Source:
         return cls(
             chunk.document_id,
             chunk.document_title,

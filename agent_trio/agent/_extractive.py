@@ -23,8 +23,8 @@ import trio
 
 from agent_trio._errors import AgentTrioError
 from agent_trio.agent._events import AnswerText, Emit, Source, SourcesFound, ToolUse
-from agent_trio.graph import STOPWORDS
-from agent_trio.search import ChunkResult, GraphResult, Searcher
+from agent_trio.graph import STOPWORDS, ChunkHit
+from agent_trio.search import GraphResult, Searcher
 
 __all__ = ["EXTRACTIVE_MODEL", "Answer", "ExtractiveAnswerer", "compose_answer"]
 
@@ -68,7 +68,7 @@ class ExtractiveAnswerer:
         await emit(ToolUse(chunk_tool, {"query": question, "limit": _CHUNKS}, "search-1"))
         if search_type != "vector":
             await emit(ToolUse("graph_search", {"query": question}, "search-2"))
-        chunks: list[ChunkResult] = []
+        chunks: list[ChunkHit] = []
         facts: list[GraphResult] = []
         failures: list[AgentTrioError] = []
 
@@ -101,11 +101,11 @@ class ExtractiveAnswerer:
 @dataclass(frozen=True, slots=True)
 class Answer:
     text: str
-    quoted: tuple[ChunkResult, ...]  # the chunks quoted, best first
+    quoted: tuple[ChunkHit, ...]  # the chunks quoted, best first
 
 
 def compose_answer(
-    question: str, chunks: Sequence[ChunkResult], facts: Sequence[GraphResult]
+    question: str, chunks: Sequence[ChunkHit], facts: Sequence[GraphResult]
 ) -> Answer:
     """The extractive answer to ``question`` from the chunks and facts, best first.
 

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from agent_trio._errors import GraphUnavailable, ResourceClosed, UpstreamUnavailable
 from agent_trio.agent._events import Source
-from agent_trio.graph import KnowledgeStore
-from agent_trio.search import ChunkResult, GraphResult, Searcher
+from agent_trio.graph import ChunkHit, KnowledgeStore
+from agent_trio.search import GraphResult, Searcher
 from agent_trio.upstream import ToolCall, ToolSpec
 
 __all__ = ["TOOL_SPECS", "ToolOutcome", "Toolbox"]
@@ -282,7 +282,7 @@ class Toolbox:
         return ToolOutcome.of({"entity": args.entity_name, "facts": [_fact(f) for f in kept]})
 
 
-def _chunks(found: Sequence[ChunkResult]) -> ToolOutcome:
+def _chunks(found: Sequence[ChunkHit]) -> ToolOutcome:
     results = [
         {
             "document_id": c.document_id,

@@ -28,8 +28,9 @@ from agent_trio.app._responses import (
     GraphSearchOut,
     SearchOut,
 )
+from agent_trio.graph import ChunkHit
 from agent_trio.ingest import parse_document
-from agent_trio.search import ChunkResult, GraphResult
+from agent_trio.search import GraphResult
 
 __all__ = ["blueprint"]
 
@@ -42,7 +43,7 @@ INGEST_DEADLINE = 300.0
 
 
 async def _search(
-    kind: str, key: str, run: Callable[[], Awaitable[Sequence[ChunkResult | GraphResult]]]
+    kind: str, key: str, run: Callable[[], Awaitable[Sequence[ChunkHit | GraphResult]]]
 ) -> dict[str, Any]:
     """Run one search under its deadline; answer with the results and the time taken."""
     started = time.perf_counter()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent_trio.service import Service
+from agent_trio.upstream import EmbedderStats, UpstreamStats
 
 __all__ = ["Metrics"]
 
@@ -39,7 +39,7 @@ class _LimiterCollector(Collector):
         yield waiting
 
 
-#: attempt failures an upstream client counts, by kind (see ``upstream/_upstream.py``)
+#: attempt failures an upstream client counts, by kind (see ``upstream/_failures.py``)
 _FAILURE_KINDS = (
     "throttled",
     "server_errors",
@@ -95,10 +95,10 @@ class _UpstreamCollector(Collector):
         if service is not None:
             embedding = service.embedder.statistics()
             texts.add_metric(
-                [service.embedder.provider], embedding["counters"].get("texts_embedded", 0)
+                [service.embedder.provider], embedding.counters.get("texts_embedded", 0)
             )
             for name, stats in _upstreams(service, embedding):
-                counters = stats["counters"]
+                counters = stats.counters
                 attempts.add_metric([name], counters["attempts"])
                 retries.add_metric([name], counters["retries"])
                 gave_up.add_metric([name], counters["gave_up"])
@@ -106,15 +106,15 @@ class _UpstreamCollector(Collector):
                 for kind in _FAILURE_KINDS:
                     failures.add_metric([name, kind], counters[kind])
                 for state in _BREAKER_STATES:
-                    breaker.add_metric([name, state], float(stats["breaker"]["state"] == state))
-                concurrency.add_metric([name], stats["limiter"]["total"])
+                    breaker.add_metric([name, state], float(stats.breaker.state == state))
+                concurrency.add_metric([name], stats.limiter.total)
         yield from (attempts, failures, retries, gave_up, refused, breaker, concurrency, texts)
 
 
-def _upstreams(service: Service, embedding: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+def _upstreams(service: Service, embedding: EmbedderStats) -> Iterator[tuple[str, UpstreamStats]]:
     """The HTTP upstreams in use (the local embedder is none): name and statistics."""
-    if embedding.get("breaker") is not None:
-        yield "embedding", embedding
+    if embedding.upstream is not None:
+        yield "embedding", embedding.upstream
     if service.llm is not None:
         yield "llm", service.llm.statistics()
 

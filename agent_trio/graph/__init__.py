@@ -9,18 +9,7 @@ from agent_trio.graph._dialects import (
 )
 from agent_trio.graph._gateway import GraphGateway, GraphTarget, Record, Statement, open_graph
 from agent_trio.graph._lucene import STOPWORDS, lucene_query
-from agent_trio.graph._records import (
-    LEGAL_FORMS,
-    ChunkRecord,
-    DocumentRecord,
-    EntityRecord,
-    FactRecord,
-    MentionRecord,
-    entity_id_for,
-    entity_key,
-    fact_uuid_for,
-)
-from agent_trio.graph._rows import (
+from agent_trio.graph._read_rows import (
     ChunkHit,
     DocumentSummary,
     EntityRow,
@@ -40,6 +29,17 @@ from agent_trio.graph._sessions import (
 )
 from agent_trio.graph._store import KnowledgeStore
 from agent_trio.graph._write_plan import DocumentVersion
+from agent_trio.graph._write_records import (
+    LEGAL_FORMS,
+    ChunkRecord,
+    DocumentRecord,
+    EntityRecord,
+    FactRecord,
+    MentionRecord,
+    entity_id_for,
+    entity_key,
+    fact_uuid_for,
+)
 
 __all__ = [
     "LEGAL_FORMS",

@@ -153,14 +153,6 @@ class GraphGateway:
         """
         await self._ping(self.health_limiter)
 
-    def statistics(self) -> dict[str, Any]:
-        stats = self.limiter.statistics()
-        return {
-            "borrowed": stats.borrowed_tokens,
-            "total": stats.total_tokens,
-            "waiting": stats.tasks_waiting,
-        }
-
     @property
     def closed(self) -> bool:
         return self._closed

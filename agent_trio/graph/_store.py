@@ -28,16 +28,7 @@ from agent_trio.graph import _cypher as q
 from agent_trio.graph._dialects import Dialect
 from agent_trio.graph._gateway import GraphGateway
 from agent_trio.graph._lucene import lucene_query
-from agent_trio.graph._records import (
-    ChunkRecord,
-    DocumentRecord,
-    EntityRecord,
-    FactRecord,
-    MentionRecord,
-    entity_key,
-    utc_now_iso,
-)
-from agent_trio.graph._rows import (
+from agent_trio.graph._read_rows import (
     ChunkHit,
     DocumentSummary,
     EntityRow,
@@ -54,6 +45,15 @@ from agent_trio.graph._rows import (
 )
 from agent_trio.graph._schema import VERTEX_TYPES
 from agent_trio.graph._write_plan import DocumentVersion, replace_statements
+from agent_trio.graph._write_records import (
+    ChunkRecord,
+    DocumentRecord,
+    EntityRecord,
+    FactRecord,
+    MentionRecord,
+    entity_key,
+    utc_now_iso,
+)
 
 __all__ = ["KnowledgeStore"]
 

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from agent_trio.graph import _cypher as q
 from agent_trio.graph._gateway import Statement
-from agent_trio.graph._records import (
+from agent_trio.graph._write_records import (
     ChunkRecord,
     DocumentRecord,
     EntityRecord,

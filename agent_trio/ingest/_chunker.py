@@ -10,6 +10,9 @@ The content is cut, coarsest first, into
 4. for a sentence longer than ``size``: runs of whole words, and for a word longer
    than ``size``: slices of ``size`` characters.
 
+The first three cuts are :mod:`agent_trio.document`'s, so the rule extractor reads
+the same sentences.
+
 The smallest pieces (units) are packed in order into chunks of at most ``size``
 characters. A paragraph that fits in a chunk of its own is not split: the chunk is
 closed before it instead, unless that chunk holds only headings, which stay with
@@ -40,87 +43,17 @@ import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
-from agent_trio.ingest._model import Chunk
+from agent_trio.document import Chunk, Heading, Span, markdown_headings, paragraphs, sections
 
-__all__ = [
-    "Heading",
-    "chunk_text",
-    "estimate_tokens",
-    "fit_chunks",
-    "markdown_headings",
-    "sentence_spans",
-    "text_sentences",
-]
+__all__ = ["MIN_PIECE", "chunk_text", "estimate_tokens", "fit_chunks"]
 
-Span = tuple[int, int]
-
-_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*")
-_FENCE = re.compile(r" {0,3}(?:```|~~~)")
-_BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
-_LINE_ITEM = re.compile(r"\n(?=[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t]|[ \t]*\|)")
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+")
-_LAST_WORD = re.compile(r"[\w.]+$")
-_ABBREVIATION = re.compile(
-    r"(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Mt|vs|etc|approx|No|Fig|Vol|e\.g|i\.e"
-    r"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|(?:[A-Za-z]\.)*[A-Za-z])"
-)
 _WORD = re.compile(r"\S+")
-_WHITESPACE_RUN = re.compile(r"\s+")
-
-
-class Heading(NamedTuple):
-    """An ATX heading: its level (1-6), its title and the span of its line."""
-
-    level: int
-    title: str
-    start: int
-    end: int
 
 
 def estimate_tokens(text: str) -> int:
     """A rough token count (about four characters per token), at least 1 for text."""
     return (len(text) + 3) // 4
-
-
-def markdown_headings(text: str) -> list[Heading]:
-    """Every ATX heading of ``text`` outside fenced code blocks, in order."""
-    headings: list[Heading] = []
-    in_fence = False
-    offset = 0
-    for line in text.splitlines(keepends=True):
-        bare = line.rstrip("\r\n")
-        if _FENCE.match(bare):
-            in_fence = not in_fence
-        elif not in_fence and (match := _HEADING.fullmatch(bare)):
-            title = (match.group(2) or "").strip()
-            if title:
-                headings.append(Heading(len(match.group(1)), title, offset, offset + len(bare)))
-        offset += len(line)
-    return headings
-
-
-def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[Span]:
-    """Spans of the sentences of ``text[start:end]``, each trimmed of whitespace.
-
-    A sentence ends at ``.``, ``!``, ``?`` or ``…`` (and closing quotes or brackets)
-    followed by whitespace, unless the next word starts in lower case or the word
-    before is a common abbreviation or an initial (``Dr.``, ``e.g.``, ``J.``).
-    """
-    stop = len(text) if end is None else end
-    spans: list[Span] = []
-    begin = start
-    for match in _SENTENCE_END.finditer(text, start, stop):
-        after = match.end()
-        if after < stop and text[after].islower():
-            continue
-        if _is_abbreviation(text, begin, match.start()):
-            continue
-        _append_trimmed(text, spans, begin, match.end())
-        begin = after
-    _append_trimmed(text, spans, begin, stop)
-    return spans
 
 
 def chunk_text(text: str, *, size: int, overlap: int) -> list[Chunk]:
@@ -131,9 +64,9 @@ def chunk_text(text: str, *, size: int, overlap: int) -> list[Chunk]:
         raise ValueError(f"chunk overlap must not be negative, got {overlap}")
     packer = _Packer(size=size, overlap=min(overlap, size // 2))
     headings = markdown_headings(text)
-    for section in _sections(text, headings):
+    for section in sections(text, headings):
         heading_spans = {(h.start, h.end) for h in section.headings}
-        for block, sentences in _paragraphs(text, section):
+        for block, sentences in paragraphs(text, section):
             units = [u for s in sentences for u in _units(text, s, size)]
             packer.add_paragraph(units, heading=block in heading_spans)
         packer.end_section()
@@ -216,68 +149,6 @@ def _heading_paths(headings: list[Heading]) -> list[tuple[str, ...]]:
     return paths
 
 
-def _is_abbreviation(text: str, begin: int, punct: int) -> bool:
-    word = _LAST_WORD.search(text, max(begin, punct - 12), punct)
-    return word is not None and _ABBREVIATION.fullmatch(word.group()) is not None
-
-
-def _append_trimmed(text: str, spans: list[Span], start: int, end: int) -> None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    if start < end:
-        spans.append((start, end))
-
-
-class _Section(NamedTuple):
-    start: int
-    end: int
-    headings: list[Heading]
-
-
-def _sections(text: str, headings: list[Heading]) -> list[_Section]:
-    """The sections of ``text``; a section with nothing but headings joins the next one."""
-    bounds = [0, *(h.start for h in headings), len(text)]
-    sections: list[_Section] = []
-    pending: _Section | None = None
-    for i in range(len(headings) + 1):
-        own = headings[i - 1 : i] if i > 0 else []
-        section = _Section(bounds[i], bounds[i + 1], own)
-        if pending is not None:
-            section = section._replace(start=pending.start, headings=pending.headings + own)
-        body_start = own[0].end if own else section.start
-        if not text[body_start : section.end].strip() and i < len(headings):
-            pending = section
-            continue
-        sections.append(section)
-        pending = None
-    return sections
-
-
-def _paragraphs(text: str, section: _Section) -> list[tuple[Span, list[Span]]]:
-    """Paragraphs of a section with their sentence spans; heading lines stand alone."""
-    blocks: list[Span] = []
-    cursor = section.start
-    for heading in section.headings:
-        blocks.extend(_split_spans(text, cursor, heading.start, _BLANK_LINES))
-        blocks.append((heading.start, heading.end))
-        cursor = heading.end
-    blocks.extend(_split_spans(text, cursor, section.end, _BLANK_LINES))
-    blocks = [line for block in blocks for line in _split_spans(text, *block, _LINE_ITEM)]
-    return [((s, e), sentence_spans(text, s, e)) for s, e in blocks]
-
-
-def _split_spans(text: str, start: int, end: int, separator: re.Pattern[str]) -> list[Span]:
-    spans: list[Span] = []
-    begin = start
-    for match in separator.finditer(text, start, end):
-        _append_trimmed(text, spans, begin, match.start())
-        begin = match.end()
-    _append_trimmed(text, spans, begin, end)
-    return spans
-
-
 def _units(text: str, span: Span, size: int) -> list[Span]:
     """The span itself when it fits, else runs of whole words, else slices of a word."""
     start, end = span
@@ -358,16 +229,3 @@ class _Packer:
         self._units = self._units[keep:]
         self._fresh = 0
         self._fresh_text = 0
-
-
-def text_sentences(text: str) -> list[Span]:
-    """Sentence spans of ``text`` without its heading lines; list items stand alone."""
-    headings = markdown_headings(text)
-    heading_spans = {(h.start, h.end) for h in headings}
-    whole = _Section(0, len(text), headings)
-    return [
-        sentence
-        for block, sentences in _paragraphs(text, whole)
-        if block not in heading_spans
-        for sentence in sentences
-    ]

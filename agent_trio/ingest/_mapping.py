@@ -21,6 +21,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from agent_trio._errors import IngestError
+from agent_trio.document import Chunk, SourceDocument
+from agent_trio.extract import Entity, Extraction, Fact
 from agent_trio.graph import (
     ChunkRecord,
     DocumentRecord,
@@ -28,7 +30,6 @@ from agent_trio.graph import (
     FactRecord,
     MentionRecord,
 )
-from agent_trio.ingest._model import Chunk, Entity, Extraction, Fact, SourceDocument
 
 __all__ = ["DocumentRecords", "PipelineShape", "chunk_id_for", "document_records", "version_hash"]
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import trio
 
 from agent_trio._errors import IngestError
+from agent_trio.document import SourceDocument
+from agent_trio.extract import Extractor
 from agent_trio.graph import KnowledgeStore
-from agent_trio.ingest._extract import Extractor
-from agent_trio.ingest._model import SourceDocument
 from agent_trio.ingest._outcome import DocumentOutcome, IngestSummary, NoProgress, Progress
 from agent_trio.ingest._reader import iter_paths
 from agent_trio.ingest._run import Stages, embed_workers_for, run_pipeline

@@ -23,8 +23,7 @@ from typing import Any
 import yaml
 
 from agent_trio._errors import IngestError
-from agent_trio.ingest._chunker import markdown_headings
-from agent_trio.ingest._model import SourceDocument
+from agent_trio.document import SourceDocument, markdown_headings
 
 __all__ = ["SUPPORTED_SUFFIXES", "iter_paths", "parse_document", "read_document", "source_for"]
 

@@ -44,7 +44,7 @@ from agent_trio._errors import (
     UpstreamProtocolError,
     UpstreamRejected,
 )
-from agent_trio.ingest._model import Extraction
+from agent_trio.extract import Extraction
 from agent_trio.ingest._outcome import DocumentOutcome, IngestSummary, Progress
 from agent_trio.ingest._reader import source_for
 from agent_trio.ingest._steps import Prepared, Steps

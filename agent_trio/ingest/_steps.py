@@ -22,16 +22,16 @@ from pathlib import Path
 import trio
 
 from agent_trio._errors import IngestError, UpstreamProtocolError
+from agent_trio.document import Chunk, SourceDocument, markdown_headings
+from agent_trio.extract import Extraction, Extractor
 from agent_trio.graph import DocumentVersion, KnowledgeStore
-from agent_trio.ingest._chunker import chunk_text, fit_chunks, markdown_headings
-from agent_trio.ingest._extract import Extractor
+from agent_trio.ingest._chunker import chunk_text, fit_chunks
 from agent_trio.ingest._mapping import (
     DocumentRecords,
     PipelineShape,
     document_records,
     version_hash,
 )
-from agent_trio.ingest._model import Chunk, Extraction, SourceDocument
 from agent_trio.ingest._outcome import DocumentOutcome
 from agent_trio.ingest._reader import read_document
 from agent_trio.upstream import Embedder

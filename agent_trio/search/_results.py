@@ -1,50 +1,16 @@
-"""What a search returns. The first fields of each are the HTTP API's (API.md)."""
+"""What a fact search returns. The first fields of each are the HTTP API's (API.md).
+
+A chunk search returns the store's own :class:`~agent_trio.graph.ChunkHit`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent_trio.graph import ChunkHit, EntityRow, FactHit
+from agent_trio.graph import EntityRow, FactHit
 
-__all__ = ["ChunkResult", "GraphResult", "Relationships"]
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkResult:
-    """A chunk found by ``vector``, ``fulltext`` or ``hybrid``; ``score`` in [0, 1]."""
-
-    chunk_id: str
-    document_id: str
-    content: str
-    score: float
-    metadata: Mapping[str, Any]
-    document_title: str
-    document_source: str
-
-    @classmethod
-    def from_hit(cls, hit: ChunkHit, score: float | None = None) -> ChunkResult:
-        return cls(
-            chunk_id=hit.chunk_id,
-            document_id=hit.document_id,
-            content=hit.content,
-            score=hit.score if score is None else score,
-            metadata=hit.metadata,
-            document_title=hit.document_title,
-            document_source=hit.document_source,
-        )
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "chunk_id": self.chunk_id,
-            "document_id": self.document_id,
-            "content": self.content,
-            "score": self.score,
-            "metadata": dict(self.metadata),
-            "document_title": self.document_title,
-            "document_source": self.document_source,
-        }
+__all__ = ["GraphResult", "Relationships"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ vector side's first.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Iterable
 from typing import Protocol
 
@@ -39,7 +40,7 @@ import trio
 from agent_trio._errors import ConfigError
 from agent_trio.graph import ChunkHit, FactHit, KnowledgeStore
 from agent_trio.search._fusion import reciprocal_rank_fusion, weighted_fusion
-from agent_trio.search._results import ChunkResult, GraphResult, Relationships
+from agent_trio.search._results import GraphResult, Relationships
 
 __all__ = ["QueryEmbedder", "Searcher"]
 
@@ -72,18 +73,18 @@ class Searcher:
         self._store = store
         self._embedder = embedder
 
-    async def vector(self, query: str, limit: int = 10) -> list[ChunkResult]:
+    async def vector(self, query: str, limit: int = 10) -> list[ChunkHit]:
         """Chunks nearest in meaning, best first."""
-        return [ChunkResult.from_hit(h) for h in await self._vector_hits(query, limit)]
+        return await self._vector_hits(query, limit)
 
-    async def fulltext(self, query: str, limit: int = 10) -> list[ChunkResult]:
+    async def fulltext(self, query: str, limit: int = 10) -> list[ChunkHit]:
         """Chunks sharing the most (and rarest) words with the query, best first."""
         _check_limit(limit)
-        return [ChunkResult.from_hit(h) for h in await self._store.fulltext_search(query, limit)]
+        return await self._store.fulltext_search(query, limit)
 
     async def hybrid(
         self, query: str, limit: int = 10, text_weight: float | None = None
-    ) -> list[ChunkResult]:
+    ) -> list[ChunkHit]:
         """Vector and full-text results fused (see ``_fusion.py``), best first."""
         _check_limit(limit)
         if text_weight is not None and not 0.0 <= text_weight <= 1.0:
@@ -98,7 +99,7 @@ class Searcher:
         hits = {h.chunk_id: h for h in [*by_vector, *by_text]}
         position = {cid: i for i, cid in enumerate(hits)}
         best = sorted(fused, key=lambda cid: (-fused[cid], position[cid]))[:limit]
-        return [ChunkResult.from_hit(hits[cid], fused[cid]) for cid in best]
+        return [dataclasses.replace(hits[cid], score=fused[cid]) for cid in best]
 
     async def graph(self, query: str, limit: int = 10) -> list[GraphResult]:
         """Facts about what the query names or what the best chunks mention."""

@@ -11,6 +11,7 @@ import trio
 
 from agent_trio._errors import AgentTrioError, GraphQueryError
 from agent_trio.service._service import Service
+from agent_trio.upstream import BreakerStats
 
 __all__ = ["GRAPH_CHECK_DEADLINE", "health_report"]
 
@@ -23,8 +24,9 @@ GRAPH_CHECK_DEADLINE = 2.0
 async def health_report(service: Service) -> dict[str, Any]:
     """Return the /health body; ``status`` is healthy, degraded or unhealthy."""
     graph = await _check_graph(service)
+    embedding = service.embedder.statistics().upstream
     embedder = _check_upstream(
-        service.embedder.statistics(), service.settings.summary()["embedder"]
+        embedding.breaker if embedding else None, service.settings.summary()["embedder"]
     )
     if service.llm is None:
         llm = {
@@ -33,7 +35,7 @@ async def health_report(service: Service) -> dict[str, Any]:
             "provider": "none",
         }
     else:
-        llm = _check_upstream(service.llm.statistics(), service.settings.summary()["llm"])
+        llm = _check_upstream(service.llm.statistics().breaker, service.settings.summary()["llm"])
     if graph["status"] != "ok":
         status = "unhealthy"
     elif embedder["status"] != "ok" or llm["status"] != "ok":
@@ -76,9 +78,9 @@ async def _check_graph(service: Service) -> dict[str, Any]:
     }
 
 
-def _check_upstream(stats: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-    breaker = stats.get("breaker")
-    state = breaker.get("state") if isinstance(breaker, dict) else breaker
-    ok = state in (None, "closed", "half_open", "half-open")
+def _check_upstream(breaker: BreakerStats | None, summary: dict[str, Any]) -> dict[str, Any]:
+    """``breaker`` is ``None`` where there is none (a local model): always ok."""
+    state = breaker.state if breaker else None
+    ok = state in (None, "closed", "half_open")
     detail = "ready" if ok else f"circuit breaker {state}: failing fast"
     return {"status": "ok" if ok else "error", "detail": detail, **summary}

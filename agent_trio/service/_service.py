@@ -25,9 +25,11 @@ import trio
 import trio_asyncio
 
 from agent_trio._errors import AgentTrioError, ConfigError
+from agent_trio._limiter_stats import LimiterStats
 from agent_trio._settings import Settings
 from agent_trio._version import __version__
 from agent_trio.engine import EngineInfo
+from agent_trio.extract import extractor_for
 from agent_trio.graph import (
     Dialect,
     GraphGateway,
@@ -37,7 +39,7 @@ from agent_trio.graph import (
     make_dialect,
     open_graph,
 )
-from agent_trio.ingest import Ingestor, extractor_for
+from agent_trio.ingest import Ingestor
 from agent_trio.search import Searcher
 from agent_trio.service._configs import embedding_config, llm_config
 from agent_trio.service._engine import engine_or_external, warm_imports
@@ -109,20 +111,6 @@ class Service:
         return {name: LimiterStats.of(limiter) for name, limiter in self.limiters.items()}
 
 
-@dataclass(frozen=True)
-class LimiterStats:
-    """One concurrency limiter's state: tokens in use, tokens in all, tasks waiting."""
-
-    borrowed: int
-    total: float
-    waiting: int
-
-    @classmethod
-    def of(cls, limiter: trio.CapacityLimiter) -> LimiterStats:
-        stats = limiter.statistics()
-        return cls(stats.borrowed_tokens, stats.total_tokens, stats.tasks_waiting)
-
-
 def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:
     if engine is not None:
         return GraphTarget(engine.bolt_uri, engine.user, engine.password, engine.database)
@@ -134,8 +122,9 @@ def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:
 async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
     """INGEST_ON_START: ingest these paths once, in the background; never fatal.
 
-    Whatever goes wrong (but a cancellation) is logged, and the service stays up:
-    our own errors in one line each, anything else with its traceback.
+    Every :class:`Exception` is logged and the service stays up: our own errors in
+    one line each, anything else with its traceback. A cancellation, like any other
+    exception that is not an :class:`Exception` (``KeyboardInterrupt``), passes.
     """
     summary = None
     try:

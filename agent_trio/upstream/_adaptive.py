@@ -37,13 +37,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
 from agent_trio.upstream._rate import RateLimiter
 
-__all__ = ["AdaptiveLimits", "Ticket"]
+__all__ = ["AdaptiveLimits", "AdaptiveStats", "Ticket"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +55,23 @@ class Ticket:
     rate_epoch: int
     saturated: bool  # every concurrency token was in use when this request started
     rate_bound: bool  # this request had to wait for the rate window
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveStats:
+    """Where AIMD has the limits now, within their bounds, and how often it cut them.
+
+    ``rate_per_window`` and the upper rate bound are ``None`` when the rate is unlimited.
+    """
+
+    enabled: bool
+    concurrency: int
+    concurrency_bounds: tuple[int, int]
+    proven_concurrency: int
+    rate_per_window: int | None
+    rate_bounds: tuple[int, int | None]
+    concurrency_decreases: int
+    rate_decreases: int
 
 
 class AdaptiveLimits:
@@ -243,14 +259,14 @@ class AdaptiveLimits:
         self._window = min(float(self.max_concurrency), max(float(self.min_concurrency), value))
         self.limiter.total_tokens = max(self.min_concurrency, int(self._window))
 
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "enabled": self.enabled,
-            "concurrency": int(self._window),
-            "concurrency_bounds": [self.min_concurrency, self.max_concurrency],
-            "proven_concurrency": self._proven,
-            "rate_per_window": self.rate.rate or None,
-            "rate_bounds": [1, self.max_rate],
-            "concurrency_decreases": self.decreases,
-            "rate_decreases": self.rate_decreases,
-        }
+    def statistics(self) -> AdaptiveStats:
+        return AdaptiveStats(
+            enabled=self.enabled,
+            concurrency=int(self._window),
+            concurrency_bounds=(self.min_concurrency, self.max_concurrency),
+            proven_concurrency=self._proven,
+            rate_per_window=self.rate.rate or None,
+            rate_bounds=(1, self.max_rate),
+            concurrency_decreases=self.decreases,
+            rate_decreases=self.rate_decreases,
+        )

@@ -32,7 +32,7 @@ import trio
 
 from agent_trio._errors import ResourceClosed
 
-__all__ = ["QueryBatcher"]
+__all__ = ["BatcherStats", "QueryBatcher"]
 
 Encode = Callable[[list[str]], Awaitable[list[list[float]]]]
 
@@ -47,6 +47,16 @@ class _Waiter:
     def deliver(self, vector: list[float] | None, error: BaseException | None) -> None:
         self.vector, self.error = vector, error
         self.done.set()
+
+
+@dataclass(frozen=True, slots=True)
+class BatcherStats:
+    """Passes run, texts embedded in them, the largest pass, and texts waiting now."""
+
+    passes: int
+    texts: int
+    largest: int
+    waiting: int
 
 
 class QueryBatcher:
@@ -70,13 +80,8 @@ class QueryBatcher:
     def running(self) -> bool:
         return self._scope is not None and not self._closed
 
-    def statistics(self) -> dict[str, int]:
-        return {
-            "passes": self.passes,
-            "texts": self.texts,
-            "largest": self.largest,
-            "waiting": len(self._queue),
-        }
+    def statistics(self) -> BatcherStats:
+        return BatcherStats(self.passes, self.texts, self.largest, len(self._queue))
 
     def close(self) -> None:
         """Stop the batcher; idempotent. Waiting callers get ``ResourceClosed``."""

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any
+from dataclasses import dataclass
 
 import trio
 
 from agent_trio._errors import CircuitOpen
 
-__all__ = ["BreakerState", "CircuitBreaker", "Permit"]
+__all__ = ["BreakerState", "BreakerStats", "CircuitBreaker", "Permit"]
 
 
 class BreakerState(enum.Enum):
@@ -55,6 +55,19 @@ class Permit:
         if not self._done:
             self._done = True
             self._breaker._on_release(self)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerStats:
+    """A breaker's state, as a :class:`BreakerState` value, and its history.
+
+    ``retry_in_seconds``: how long until an open breaker lets a probe through.
+    """
+
+    state: str
+    consecutive_failures: int
+    times_opened: int
+    retry_in_seconds: float
 
 
 class CircuitBreaker:
@@ -93,15 +106,15 @@ class CircuitBreaker:
             return Permit(self, probe=True)
         raise self._open_error()
 
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "state": self.state.value,
-            "consecutive_failures": self._failures,
-            "times_opened": self.times_opened,
-            "retry_in_seconds": round(max(0.0, self._cooldown_left()), 3)
+    def statistics(self) -> BreakerStats:
+        return BreakerStats(
+            state=self.state.value,
+            consecutive_failures=self._failures,
+            times_opened=self.times_opened,
+            retry_in_seconds=round(max(0.0, self._cooldown_left()), 3)
             if self._state is BreakerState.OPEN
             else 0.0,
-        }
+        )
 
     # -- verdicts --------------------------------------------------------------
     def _on_success(self, permit: Permit) -> None:

@@ -10,17 +10,45 @@ fails raises, and the whole call with it; nothing is ever filled with zeros.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import trio
 
 from agent_trio._errors import AgentTrioError, UpstreamProtocolError
-from agent_trio.upstream._upstream import Upstream
+from agent_trio._limiter_stats import LimiterStats
+from agent_trio.upstream._batcher import BatcherStats
+from agent_trio.upstream._upstream import Upstream, UpstreamStats
 
-__all__ = ["Embedder", "HttpEmbedder", "TextPolicy", "batches", "parse_embeddings"]
+__all__ = [
+    "Embedder",
+    "EmbedderStats",
+    "HttpEmbedder",
+    "TextPolicy",
+    "batches",
+    "parse_embeddings",
+]
 
 LongTexts = Literal["truncate", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderStats:
+    """An embedder's limiter and counters, and its HTTP upstream's state.
+
+    ``counters`` holds ``texts_embedded`` and ``texts_truncated``, and each provider's
+    own (``batches`` over HTTP; ``texts_windowed``, ``inference_seconds`` locally).
+    ``upstream`` is ``None`` for a local model, as are the fields only it has
+    (``query_batches``, ``max_seq_length``) for the others.
+    """
+
+    closed: bool
+    limiter: LimiterStats
+    counters: Mapping[str, float]
+    upstream: UpstreamStats | None = None
+    query_batches: BatcherStats | None = None
+    max_seq_length: int | None = None
 
 
 @runtime_checkable
@@ -48,7 +76,7 @@ class Embedder(Protocol):
         """
         ...
 
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self) -> EmbedderStats:
         """Limiter, breaker and counters; cheap, no I/O."""
         ...
 
@@ -151,19 +179,14 @@ class HttpEmbedder:
         # the APIs read thousands of tokens; what we send is cut at max_text_chars
         return len(text) <= self._policy.max_text_chars
 
-    def statistics(self) -> dict[str, Any]:
-        stats = self._upstream.statistics()
-        stats["counters"].update(
-            texts_embedded=self.texts_embedded,
-            batches=self.batches_sent,
-            texts_truncated=self._policy.truncated,
-        )
-        return {
-            "provider": self.provider,
-            "model": self.model,
-            "dimensions": self.dimensions,
-            **stats,
+    def statistics(self) -> EmbedderStats:
+        upstream = self._upstream.statistics()
+        counters = {
+            "texts_embedded": self.texts_embedded,
+            "batches": self.batches_sent,
+            "texts_truncated": self._policy.truncated,
         }
+        return EmbedderStats(upstream.closed, upstream.limiter, counters, upstream)
 
     @property
     def closed(self) -> bool:

@@ -29,7 +29,7 @@ from agent_trio.upstream._messages import (
     Usage,
 )
 from agent_trio.upstream._sse import DeltaAssembler, LineReader, SseDecoder
-from agent_trio.upstream._upstream import Upstream, UpstreamTuning
+from agent_trio.upstream._upstream import Upstream, UpstreamStats, UpstreamTuning
 
 __all__ = ["LlmClient", "LlmConfig", "open_llm"]
 
@@ -97,8 +97,8 @@ class LlmClient:
             body["stream_options"] = {"include_usage": True}
         return self._open_stream(body)
 
-    def statistics(self) -> dict[str, Any]:
-        return {"provider": self.provider, "model": self.model, **self._upstream.statistics()}
+    def statistics(self) -> UpstreamStats:
+        return self._upstream.statistics()
 
     @property
     def closed(self) -> bool:

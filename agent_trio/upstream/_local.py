@@ -34,8 +34,9 @@ from typing import Any
 import trio
 
 from agent_trio._errors import ConfigError, ResourceClosed, UpstreamProtocolError
+from agent_trio._limiter_stats import LimiterStats
 from agent_trio.upstream._batcher import QueryBatcher
-from agent_trio.upstream._embedder import LongTexts, TextPolicy
+from agent_trio.upstream._embedder import EmbedderStats, LongTexts, TextPolicy
 
 __all__ = [
     "LocalEmbedder",
@@ -167,28 +168,19 @@ class LocalEmbedder:
             tokens = len(self._counter(text, add_special_tokens=False, verbose=False)["input_ids"])
         return tokens <= self._window
 
-    def statistics(self) -> dict[str, Any]:
-        stats = self.limiter.statistics()
-        return {
-            "provider": self.provider,
-            "model": self.model,
-            "dimensions": self.dimensions,
-            "closed": self._closed,
-            "limiter": {
-                "borrowed": stats.borrowed_tokens,
-                "total": stats.total_tokens,
-                "waiting": stats.tasks_waiting,
-            },
-            "breaker": None,
-            "counters": {
+    def statistics(self) -> EmbedderStats:
+        return EmbedderStats(
+            closed=self._closed,
+            limiter=LimiterStats.of(self.limiter),
+            counters={
                 "texts_embedded": self.texts_embedded,
                 "texts_truncated": self._policy.truncated,
                 "texts_windowed": self.texts_windowed,
                 "inference_seconds": round(self.inference_seconds, 3),
             },
-            "query_batches": self._queries.statistics(),
-            "max_seq_length": getattr(self._model, "max_seq_length", None),
-        }
+            query_batches=self._queries.statistics(),
+            max_seq_length=getattr(self._model, "max_seq_length", None),
+        )
 
     @property
     def closed(self) -> bool:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 import trio
 
-__all__ = ["RateLimiter", "Reservation"]
+__all__ = ["RateLimiter", "RateStats", "Reservation"]
 
 
 class _Start:
@@ -77,6 +77,21 @@ class Reservation:
         if self._state == "held":
             self._state = "released"
             self._limiter._release_pending()
+
+
+@dataclass(frozen=True, slots=True)
+class RateStats:
+    """A rate limiter's state: its window, what is in it, who waits, and any pause.
+
+    ``limit`` is the starts allowed per ``period_seconds``, ``None`` when unlimited.
+    """
+
+    limit: int | None
+    period_seconds: float
+    in_window: int
+    pending: int
+    waiting: int
+    paused_for_seconds: float
 
 
 class RateLimiter:
@@ -159,17 +174,17 @@ class RateLimiter:
         self._expire(trio.current_time())
         return self._counted
 
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self) -> RateStats:
         now = trio.current_time()
         self._expire(now)
-        return {
-            "limit": self._rate or None,
-            "period_seconds": self.period,
-            "in_window": self._counted,
-            "pending": self._pending,
-            "waiting": self._waiting,
-            "paused_for_seconds": round(max(0.0, self._paused_until - now), 3),
-        }
+        return RateStats(
+            limit=self._rate or None,
+            period_seconds=self.period,
+            in_window=self._counted,
+            pending=self._pending,
+            waiting=self._waiting,
+            paused_for_seconds=round(max(0.0, self._paused_until - now), 3),
+        )
 
     def saturated(self) -> bool:
         """True when a new request could not start right now because of the window."""

@@ -1,4 +1,4 @@
-"""The machinery every upstream client shares: one implementation for LLM and embeddings.
+"""The call every upstream client makes: one implementation for LLM and embeddings.
 
 An :class:`Upstream` wraps one ``httpx.AsyncClient`` and owns, for that API:
 
@@ -6,7 +6,8 @@ An :class:`Upstream` wraps one ``httpx.AsyncClient`` and owns, for that API:
 * a fair rolling-window :class:`RateLimiter` (requests started per minute), which
   a 429 with ``Retry-After`` pauses for every caller;
 * a :class:`CircuitBreaker`;
-* the retry loop (stamina, sleeping with ``trio.sleep``).
+* the retry loop (stamina, sleeping with ``trio.sleep``), whose policy is
+  :mod:`._retry`'s; each failed attempt is classified by :mod:`._failures`.
 
 One attempt goes: breaker check → wait for the rate (no slot held) → take a slot →
 commit the rate reservation → send, under a per-attempt deadline → classify. Back-off
@@ -31,65 +32,40 @@ is not started: the error is raised now, with ``retry_after`` set.
 
 from __future__ import annotations
 
-import enum
 import json
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import (
-    AbstractAsyncContextManager,
-    AsyncExitStack,
-    asynccontextmanager,
-    contextmanager,
-)
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import httpx
-import stamina
 import trio
 
 from agent_trio._errors import (
     CircuitOpen,
     ResourceClosed,
-    UpstreamError,
     UpstreamProtocolError,
-    UpstreamRejected,
     UpstreamUnavailable,
 )
-from agent_trio.upstream._adaptive import AdaptiveLimits, Ticket
-from agent_trio.upstream._breaker import CircuitBreaker, Permit
-from agent_trio.upstream._http import parse_retry_after, upstream_message
-from agent_trio.upstream._rate import RateLimiter, Reservation
+from agent_trio._limiter_stats import LimiterStats
+from agent_trio.upstream._adaptive import AdaptiveLimits, AdaptiveStats, Ticket
+from agent_trio.upstream._breaker import BreakerStats, CircuitBreaker, Permit
+from agent_trio.upstream._failures import (
+    BREAKER_FAILURES,
+    AttemptError,
+    FailureKind,
+    as_attempt_error,
+    raise_for_status,
+    reraise_mapped,
+)
+from agent_trio.upstream._rate import RateLimiter, RateStats, Reservation
+from agent_trio.upstream._retry import RetryPolicy, final_errors, retrying
 
-__all__ = ["Upstream", "UpstreamTuning", "use_own_retry_logs"]
-
-log = logging.getLogger("agent_trio.upstream")
+__all__ = ["Upstream", "UpstreamStats", "UpstreamTuning"]
 
 T = TypeVar("T")
 S = TypeVar("S")
-
-
-class _Kind(enum.Enum):
-    THROTTLED = "throttled"
-    SERVER = "server_errors"
-    TIMEOUT = "timeouts"
-    NETWORK = "network_errors"
-    REJECTED = "rejected"
-    PROTOCOL = "protocol_errors"
-
-
-class _AttemptError(Exception):
-    """One failed attempt: the error to raise, and what kind of failure it was."""
-
-    def __init__(self, error: UpstreamError, kind: _Kind) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.kind = kind
-
-
-_RETRYABLE = frozenset({_Kind.THROTTLED, _Kind.SERVER, _Kind.TIMEOUT, _Kind.NETWORK})
-_BREAKER_FAILURES = frozenset({_Kind.SERVER, _Kind.TIMEOUT, _Kind.NETWORK, _Kind.PROTOCOL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +90,22 @@ class UpstreamTuning:
     backoff_jitter: float = 0.2
     max_retry_after: float = 300.0
     wall_clock: Callable[[], float] = time.time
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamStats:
+    """One upstream's limits, rate, breaker and AIMD as they are now, and its counters.
+
+    ``counters`` holds ``attempts``, ``succeeded``, ``retries``, ``gave_up``,
+    ``circuit_open`` and one count per kind of failure (``_failures.FailureKind``).
+    """
+
+    closed: bool
+    limiter: LimiterStats
+    rate: RateStats
+    breaker: BreakerStats
+    adaptive: AdaptiveStats
+    counters: Mapping[str, int]
 
 
 class Upstream:
@@ -149,20 +141,36 @@ class Upstream:
             enabled=tuning.adaptive,
         )
         self.breaker = CircuitBreaker(name, threshold=breaker_threshold, cooldown=breaker_cooldown)
-        self.max_attempts = max_attempts
-        self.max_throttled = (
-            tuning.max_throttled if tuning.max_throttled is not None else 3 * max_attempts
+        self.retry = RetryPolicy(
+            max_attempts=max_attempts,
+            max_throttled=(
+                tuning.max_throttled if tuning.max_throttled is not None else 3 * max_attempts
+            ),
+            max_retry_after=tuning.max_retry_after,
+            backoff_initial=tuning.backoff_initial,
+            backoff_max=tuning.backoff_max,
+            backoff_jitter=tuning.backoff_jitter,
         )
         self.attempt_timeout = attempt_timeout
-        self._backoff = (tuning.backoff_initial, tuning.backoff_max, tuning.backoff_jitter)
-        self.max_retry_after = tuning.max_retry_after
         self._wall_clock = tuning.wall_clock
         self._closed = False
         self.counters: dict[str, int] = dict.fromkeys(
             ["attempts", "succeeded", "retries", "gave_up", "circuit_open"]
-            + [kind.value for kind in _Kind],
+            + [kind.value for kind in FailureKind],
             0,
         )
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retry.max_attempts
+
+    @property
+    def max_throttled(self) -> int:
+        return self.retry.max_throttled
+
+    @property
+    def max_retry_after(self) -> float:
+        return self.retry.max_retry_after
 
     # -- lifecycle -------------------------------------------------------------
     @property
@@ -185,8 +193,8 @@ class Upstream:
         """
         self.check_open()
         request = self._client.build_request("POST", url, json=payload)
-        with self._final_errors():
-            async for attempt in self._retrying():
+        with final_errors(self.counters):
+            async for attempt in retrying(self.retry, self.counters):
                 with attempt:
                     return await self._attempt(request, parse)
         raise AssertionError("unreachable: the retry loop returns or raises")
@@ -208,55 +216,26 @@ class Upstream:
         return self._stream(request, first)
 
     # -- statistics ------------------------------------------------------------
-    def statistics(self) -> dict[str, Any]:
-        stats = self.limiter.statistics()
-        return {
-            "closed": self._closed,
-            "limiter": {
-                "borrowed": stats.borrowed_tokens,
-                "total": stats.total_tokens,
-                "waiting": stats.tasks_waiting,
-            },
-            "rate": self.rate.statistics(),
-            "breaker": self.breaker.statistics(),
-            "adaptive": self.adaptive.statistics(),
-            "counters": dict(self.counters),
-        }
-
-    # -- retry loop ------------------------------------------------------------
-    @contextmanager
-    def _final_errors(self) -> Iterator[None]:
-        """Turn the last failed attempt into the documented error, cause preserved."""
-        try:
-            yield
-        except _AttemptError as exc:
-            error = exc.error
-            if exc.kind in _RETRYABLE:
-                self.counters["gave_up"] += 1
-            raise error from exc.__cause__
-
-    def _retrying(self) -> AsyncIterator[stamina.Attempt]:
-        initial, maximum, jitter = self._backoff
-        budget = _RetryBudget(self)
-        return stamina.retry_context(
-            on=budget.should_retry,
-            attempts=self.max_attempts + self.max_throttled,
-            timeout=None,  # deadlines are the caller's cancel scopes (Trio clock)
-            wait_initial=initial,
-            wait_max=maximum,
-            wait_jitter=jitter,
-        ).__aiter__()
+    def statistics(self) -> UpstreamStats:
+        return UpstreamStats(
+            closed=self._closed,
+            limiter=LimiterStats.of(self.limiter),
+            rate=self.rate.statistics(),
+            breaker=self.breaker.statistics(),
+            adaptive=self.adaptive.statistics(),
+            counters=dict(self.counters),
+        )
 
     async def _attempt(self, request: httpx.Request, parse: Callable[[Any], T]) -> T:
         async with self._admitted() as (reservation, ticket, permit):
             try:
                 with trio.fail_after(self.attempt_timeout):
                     response = await self._client.send(request)
-                self._raise_for_status(response)
+                raise_for_status(response, self.name, wall_clock=self._wall_clock)
                 result = parse(_decode_json(response, self.name))
             except BaseException as exc:
                 self._record_failure(exc, reservation, ticket, permit)
-                _reraise_mapped(exc, self)
+                reraise_mapped(exc, self.name, self.attempt_timeout)
             self._record_success(ticket, permit)
             return result
 
@@ -268,8 +247,8 @@ class Upstream:
     ) -> AsyncIterator[S]:
         self.check_open()
         async with AsyncExitStack() as stack:
-            with self._final_errors():
-                async for attempt in self._retrying():
+            with final_errors(self.counters):
+                async for attempt in retrying(self.retry, self.counters):
                     with attempt:  # the loop ends after the first attempt that succeeds
                         state = await stack.enter_async_context(self._stream_once(request, first))
             yield state
@@ -287,13 +266,13 @@ class Upstream:
                     response = await self._client.send(request, stream=True)
                     if response.status_code >= 300:
                         await response.aread()
-                    self._raise_for_status(response)
+                    raise_for_status(response, self.name, wall_clock=self._wall_clock)
                     state = await first(response)
             except BaseException as exc:
                 if response is not None:
                     await _close_shielded(response)
                 self._record_failure(exc, reservation, ticket, permit)
-                _reraise_mapped(exc, self)
+                reraise_mapped(exc, self.name, self.attempt_timeout)
             self._record_success(ticket, permit)
             try:
                 yield state
@@ -350,42 +329,6 @@ class Upstream:
             raise
 
     # -- outcomes --------------------------------------------------------------
-    def _raise_for_status(self, response: httpx.Response) -> None:
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        message = upstream_message(response)
-        if status == 429:
-            retry_after = parse_retry_after(
-                response.headers.get("retry-after"), now=self._wall_clock()
-            )
-            raise _AttemptError(
-                UpstreamUnavailable(
-                    f"{self.name} upstream is rate limiting us (429): {message}",
-                    upstream=self.name,
-                    status_code=429,
-                    retry_after=retry_after,
-                ),
-                _Kind.THROTTLED,
-            )
-        if status >= 500:
-            raise _AttemptError(
-                UpstreamUnavailable(
-                    f"{self.name} upstream failed with HTTP {status}: {message}",
-                    upstream=self.name,
-                    status_code=status,
-                ),
-                _Kind.SERVER,
-            )
-        raise _AttemptError(
-            UpstreamRejected(
-                f"{self.name} upstream rejected the request with HTTP {status}: {message}",
-                upstream=self.name,
-                status_code=status,
-            ),
-            _Kind.REJECTED,
-        )
-
     def _record_success(self, ticket: Ticket, permit: Permit) -> None:
         self.counters["succeeded"] += 1
         permit.success()
@@ -394,113 +337,23 @@ class Upstream:
     def _record_failure(
         self, exc: BaseException, reservation: Reservation, ticket: Ticket, permit: Permit
     ) -> None:
-        failure = _as_attempt_error(exc, self)
-        if not isinstance(failure, _AttemptError):
+        failure = as_attempt_error(exc, self.name, self.attempt_timeout)
+        if not isinstance(failure, AttemptError):
             return  # cancelled, or not about the upstream: no verdict (permit released)
         self.counters[failure.kind.value] += 1
-        if failure.kind in _BREAKER_FAILURES:
+        if failure.kind in BREAKER_FAILURES:
             permit.failure()
-        elif failure.kind is _Kind.REJECTED:
+        elif failure.kind is FailureKind.REJECTED:
             permit.success()  # the upstream is up; our request was wrong
-        if failure.kind is _Kind.THROTTLED:
+        if failure.kind is FailureKind.THROTTLED:
             reservation.refund()
             retry_after = failure.error.retry_after
             if retry_after is not None:
                 pause = min(retry_after, self.max_retry_after)
                 self.rate.pause_until(trio.current_time() + pause)
             self.adaptive.on_throttled(ticket, accepted_in_window=self.rate.in_window())
-        elif failure.kind is _Kind.TIMEOUT:
+        elif failure.kind is FailureKind.TIMEOUT:
             self.adaptive.on_timeout(ticket)
-
-
-def use_own_retry_logs() -> None:
-    """Make stamina's retry hooks (process-wide) ours: none.
-
-    :class:`Upstream` logs each retry itself, naming the upstream and the failure.
-    stamina's default hooks log a bare ``stamina.retry_scheduled`` line (its details
-    ride in ``extra``, which plain formatters drop) and count on the default
-    Prometheus registry, which ``/metrics`` does not serve. Entry points call this
-    once; a library does not change process-wide settings on its own.
-    """
-    stamina.instrumentation.set_on_retry_hooks(())
-
-
-class _RetryBudget:
-    """Decides, per call, whether a failed attempt is retried (stamina's ``on`` hook)."""
-
-    def __init__(self, upstream: Upstream) -> None:
-        self._upstream = upstream
-        self._failures = 0
-        self._throttled = 0
-
-    def should_retry(self, exc: Exception) -> bool | float:
-        if not isinstance(exc, _AttemptError) or exc.kind not in _RETRYABLE:
-            return False
-        up = self._upstream
-        now = trio.current_time()
-        deadline = trio.current_effective_deadline()
-        if exc.kind is _Kind.THROTTLED:
-            self._throttled += 1
-            retry_after = exc.error.retry_after
-            if self._throttled >= up.max_throttled:
-                return False
-            if retry_after is not None:
-                if retry_after > up.max_retry_after or now + retry_after > deadline:
-                    return False
-                up.counters["retries"] += 1
-                log.info("%s; retrying when the pause of %.3g s ends", exc.error, retry_after)
-                return 0.0  # the whole upstream is paused; the next attempt waits for it
-        else:
-            self._failures += 1
-            if self._failures >= up.max_attempts:
-                return False
-        initial, maximum, _ = up._backoff
-        least_wait = min(maximum, initial * 2 ** (self._failures + self._throttled - 1))
-        if now + least_wait > deadline:
-            return False
-        up.counters["retries"] += 1
-        retry = self._failures + self._throttled
-        level = logging.INFO if exc.kind is _Kind.THROTTLED else logging.WARNING
-        log.log(
-            level, "%s; retry %d after a back-off of at least %.3g s", exc.error, retry, least_wait
-        )
-        return True  # stamina: exponential back-off with jitter, slept with trio.sleep
-
-
-def _as_attempt_error(exc: BaseException, upstream: Upstream) -> BaseException:
-    """Map what one attempt raised to an :class:`_AttemptError`; leave the rest alone."""
-    if isinstance(exc, _AttemptError):
-        return exc
-    name = upstream.name
-    if isinstance(exc, (trio.TooSlowError, httpx.TimeoutException)):
-        return _AttemptError(
-            UpstreamUnavailable(
-                f"{name} upstream did not answer within {upstream.attempt_timeout:g} s "
-                f"({type(exc).__name__})",
-                upstream=name,
-            ),
-            _Kind.TIMEOUT,
-        )
-    if isinstance(exc, httpx.TransportError):
-        return _AttemptError(
-            UpstreamUnavailable(
-                f"{name} upstream unreachable or connection broken: {type(exc).__name__}: {exc}",
-                upstream=name,
-            ),
-            _Kind.NETWORK,
-        )
-    if isinstance(exc, UpstreamProtocolError):
-        return _AttemptError(exc, _Kind.PROTOCOL)
-    if isinstance(exc, UpstreamUnavailable) and not isinstance(exc, CircuitOpen):
-        return _AttemptError(exc, _Kind.SERVER)  # e.g. an error event inside a 200 stream
-    return exc
-
-
-def _reraise_mapped(exc: BaseException, upstream: Upstream) -> NoReturn:
-    mapped = _as_attempt_error(exc, upstream)
-    if mapped is exc:
-        raise exc
-    raise mapped from exc
 
 
 def _decode_json(response: httpx.Response, name: str) -> Any:

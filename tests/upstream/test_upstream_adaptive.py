@@ -53,10 +53,10 @@ async def test_429_shrinks_to_the_refused_level_never_below_proven(
     for ticket in burst:
         limits.finish(ticket)
     _succeed_at(limits, 3)  # 3 overlapping requests were accepted
-    assert limits.statistics()["proven_concurrency"] == 3
+    assert limits.statistics().proven_concurrency == 3
     _throttled_at(limits, 4)
     assert limiter.total_tokens == 3
-    assert limits.statistics()["concurrency_decreases"] == 3
+    assert limits.statistics().concurrency_decreases == 3
 
 
 async def test_timeouts_halve_once_per_epoch(autojump_clock: trio.abc.Clock) -> None:
@@ -76,7 +76,7 @@ async def test_a_success_only_proves_the_overlap_it_saw(autojump_clock: trio.abc
     limits.finish(first)  # ... but the first was answered before the second was
     limits.on_success(second)
     limits.finish(second)
-    assert limits.statistics()["proven_concurrency"] == 1
+    assert limits.statistics().proven_concurrency == 1
     # answered at the same moment as the next request was sent: it did not overlap it
     third = limits.ticket(rate_bound=False)
     fourth = limits.ticket(rate_bound=False)
@@ -85,7 +85,7 @@ async def test_a_success_only_proves_the_overlap_it_saw(autojump_clock: trio.abc
     await trio.sleep(0.99)
     limits.on_success(fourth)
     limits.finish(fourth)
-    assert limits.statistics()["proven_concurrency"] == 1
+    assert limits.statistics().proven_concurrency == 1
     # still in flight well after the next one was sent: proven overlap
     fifth = limits.ticket(rate_bound=False)
     sixth = limits.ticket(rate_bound=False)
@@ -94,7 +94,7 @@ async def test_a_success_only_proves_the_overlap_it_saw(autojump_clock: trio.abc
     await trio.sleep(0.5)
     limits.on_success(sixth)
     limits.finish(sixth)
-    assert limits.statistics()["proven_concurrency"] == 2
+    assert limits.statistics().proven_concurrency == 2
 
 
 async def test_probes_grow_slowly_and_back_off_when_they_fail(
@@ -118,7 +118,7 @@ async def test_probes_grow_slowly_and_back_off_when_they_fail(
     _succeed_at(limits, 4)
     assert limiter.total_tokens == 5
     _succeed_at(limits, 5)  # this probe succeeds: 5 is proven
-    assert limits.statistics()["proven_concurrency"] == 5
+    assert limits.statistics().proven_concurrency == 5
 
 
 async def test_429_at_a_proven_concurrency_is_blamed_on_the_rate(
@@ -143,8 +143,8 @@ async def test_converges_to_a_hidden_concurrency_limit(autojump_clock: trio.abc.
         vectors = await emb.embed(texts)
         stats = emb.statistics()
     assert vectors == [vector_for(t) for t in texts]
-    assert stats["limiter"]["total"] == 3
-    assert stats["adaptive"]["proven_concurrency"] == 3
+    assert stats.limiter.total == 3
+    assert stats.upstream.adaptive.proven_concurrency == 3
     second_half = fake.statuses[len(fake.statuses) // 2 :]
     assert second_half.count(429) / len(second_half) <= 0.02
     # close to the hidden limit's throughput: 600 requests, 3 at a time, 1 s each
@@ -163,7 +163,7 @@ async def test_converges_to_a_hidden_rate_limit(autojump_clock: trio.abc.Clock) 
         vectors = await emb.embed(texts)
         stats = emb.statistics()
     assert vectors == [vector_for(t) for t in texts]
-    assert 29 <= stats["rate"]["limit"] <= 31
+    assert 29 <= stats.upstream.rate.limit <= 31
     second_half = fake.statuses[len(fake.statuses) // 2 :]
     assert second_half.count(429) / len(second_half) <= 0.02
     # 450 requests at 30 per minute take 15 minutes at best

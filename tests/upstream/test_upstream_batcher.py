@@ -160,7 +160,7 @@ async def test_a_cancelled_query_is_dropped_or_its_vector_discarded(
         assert await batcher.embed("after") == vector_of("after")
         await trio.testing.wait_all_tasks_blocked()
         assert live_tasks() == tasks
-        assert batcher.statistics()["waiting"] == 0
+        assert batcher.statistics().waiting == 0
     assert encoder.passes == [["cancelled in the pass", "kept"], ["after"]]
 
 
@@ -259,6 +259,6 @@ async def test_the_local_embedder_batches_queries_while_its_batcher_runs() -> No
         norm = sum(x * x for x in vector_of(text)) ** 0.5
         assert vector == pytest.approx([x / norm for x in vector_of(text)])
     assert len(got) == len(queries)
-    assert embedder.statistics()["limiter"]["borrowed"] == 0
+    assert embedder.statistics().limiter.borrowed == 0
     with pytest.raises(ResourceClosed):
         await embedder.embed_query("after close")

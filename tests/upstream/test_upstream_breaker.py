@@ -26,7 +26,7 @@ async def test_opens_after_threshold_consecutive_failures(autojump_clock: trio.a
         breaker.permit()
     assert info.value.upstream == "embedding"
     assert info.value.retry_after == pytest.approx(30.0)
-    assert breaker.statistics()["state"] == "open"
+    assert breaker.statistics().state == "open"
 
 
 async def test_half_open_lets_exactly_one_probe_through(autojump_clock: trio.abc.Clock) -> None:
@@ -53,7 +53,7 @@ async def test_failed_probe_reopens_for_a_new_cooldown(autojump_clock: trio.abc.
     await trio.sleep(10)
     breaker.permit().failure()
     assert breaker.state is BreakerState.OPEN
-    assert breaker.statistics()["retry_in_seconds"] == pytest.approx(10.0)
+    assert breaker.statistics().retry_in_seconds == pytest.approx(10.0)
     assert breaker.times_opened == 2
     await trio.sleep(10)
     assert breaker.state is BreakerState.HALF_OPEN

@@ -39,10 +39,10 @@ def _texts(n: int) -> list[str]:
 
 def _assert_idle(embedder: Any) -> None:
     stats = embedder.statistics()
-    assert stats["limiter"]["borrowed"] == 0
-    assert stats["limiter"]["waiting"] == 0
-    assert stats["rate"]["pending"] == 0
-    assert stats["rate"]["waiting"] == 0
+    assert stats.limiter.borrowed == 0
+    assert stats.limiter.waiting == 0
+    assert stats.upstream.rate.pending == 0
+    assert stats.upstream.rate.waiting == 0
 
 
 async def test_vectors_come_back_in_input_order_across_batches(
@@ -109,7 +109,7 @@ async def test_network_error_is_retried_with_backoff(autojump_clock: trio.abc.Cl
         embedding_config(embedding_settings()), transport=fake.transport(), tuning=quick_tuning()
     ) as embedder:
         vectors = await embedder.embed(["hello"])
-        counters = embedder.statistics()["counters"]
+        counters = embedder.statistics().upstream.counters
     assert vectors == [vector_for("hello")]
     assert [t for t, _ in fake.requests] == [0.0, 1.0, 3.0]  # back-off 1 s, then 2 s
     assert counters["network_errors"] == 2
@@ -128,7 +128,7 @@ async def test_http_500_is_retried_then_gives_up_loudly(autojump_clock: trio.abc
     ) as embedder:
         with pytest.raises(UpstreamUnavailable) as info:
             await embedder.embed(_texts(3))
-        assert embedder.statistics()["counters"]["gave_up"] == 1
+        assert embedder.statistics().upstream.counters["gave_up"] == 1
     assert len(fake.requests) == 3
     assert info.value.status_code == 500
     assert "model crashed" in str(info.value)
@@ -252,7 +252,7 @@ async def test_other_4xx_fails_at_once_with_the_upstream_message(
     ) as embedder:
         with pytest.raises(UpstreamRejected, match="input too long for model") as info:
             await embedder.embed(["a"])
-        assert embedder.statistics()["breaker"]["consecutive_failures"] == 0
+        assert embedder.statistics().upstream.breaker.consecutive_failures == 0
     assert info.value.status_code == 400
     assert len(fake.requests) == 1
 
@@ -274,7 +274,7 @@ async def test_429_retry_after_seconds_pauses_the_whole_upstream(
             nursery.start_soon(emb.embed, ["first"])
             await trio.testing.wait_all_tasks_blocked()
             nursery.start_soon(emb.embed, ["second"])  # another caller: paused too
-        counters = emb.statistics()["counters"]
+        counters = emb.statistics().upstream.counters
     starts = [t for t, _ in fake.requests]
     assert starts == [0.0, 7.0, 8.0]
     assert counters["throttled"] == 1
@@ -332,7 +332,7 @@ async def test_per_attempt_deadline_then_retry(autojump_clock: trio.abc.Clock) -
         assert await emb.embed(["a"]) == [vector_for("a")]
         stats = emb.statistics()
     assert [t for t, _ in fake.requests] == [0.0, 11.0]  # 10 s deadline, 1 s back-off
-    assert stats["counters"]["timeouts"] == 1
+    assert stats.upstream.counters["timeouts"] == 1
     assert fake.in_flight == 0
 
 
@@ -362,12 +362,12 @@ async def test_breaker_opens_fails_fast_then_recovers(autojump_clock: trio.abc.C
             await emb.embed(["c"])
         assert len(fake.requests) == sent == 4  # no request while open
         assert info.value.retry_after is not None
-        assert emb.statistics()["breaker"]["state"] == "open"
+        assert emb.statistics().upstream.breaker.state == "open"
         healthy = True
         await trio.sleep(info.value.retry_after)
-        assert emb.statistics()["breaker"]["state"] == "half_open"
+        assert emb.statistics().upstream.breaker.state == "half_open"
         assert await emb.embed(["d"]) == [vector_for("d")]
-        assert emb.statistics()["breaker"]["state"] == "closed"
+        assert emb.statistics().upstream.breaker.state == "closed"
 
 
 async def test_cancel_while_waiting_for_the_rate(autojump_clock: trio.abc.Clock) -> None:
@@ -397,7 +397,7 @@ async def test_cancel_while_waiting_for_a_slot(autojump_clock: trio.abc.Clock) -
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(emb.embed, _texts(4))
                 await trio.testing.wait_all_tasks_blocked()
-                assert emb.statistics()["limiter"]["waiting"] == 2
+                assert emb.statistics().limiter.waiting == 2
                 assert fake.in_flight == 2
         assert scope.cancelled_caught
         assert live_tasks() == before
@@ -418,7 +418,7 @@ async def test_cancel_mid_request(autojump_clock: trio.abc.Clock) -> None:
         _assert_idle(emb)
         assert fake.in_flight == 0
         stats = emb.statistics()
-        assert stats["breaker"]["consecutive_failures"] == 0  # a cancel is no verdict
+        assert stats.upstream.breaker.consecutive_failures == 0  # a cancel is no verdict
 
 
 async def test_cancel_during_back_off_holds_no_slot(autojump_clock: trio.abc.Clock) -> None:
@@ -474,7 +474,7 @@ async def test_empty_and_long_texts(autojump_clock: trio.abc.Clock) -> None:
         assert await emb.embed([]) == []
         await emb.embed(["y" * 80])
         assert fake.requests[-1][1] == ["y" * 50]
-        assert emb.statistics()["counters"]["texts_truncated"] == 1
+        assert emb.statistics().counters["texts_truncated"] == 1
     async with open_embedder(
         embedding_config(embedding_settings()),
         transport=fake.transport(),

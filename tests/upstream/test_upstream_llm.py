@@ -188,7 +188,7 @@ async def test_stream_text_deltas_and_usage(autojump_clock: trio.abc.Clock) -> N
     async with open_llm(llm_config(llm_settings()), transport=fake.transport()) as llm:
         assert llm is not None
         events = await _collect(llm, [Message.user("hi")])
-        assert llm.statistics()["limiter"]["borrowed"] == 0
+        assert llm.statistics().limiter.borrowed == 0
     assert events[:2] == [TextDelta("Hel"), TextDelta("lo")]
     assert len(events) == 3
     end = events[2]
@@ -249,7 +249,7 @@ async def test_stream_is_retried_before_the_first_token(autojump_clock: trio.abc
     ) as llm:
         assert llm is not None
         events = await _collect(llm, [Message.user("hi")])
-        counters = llm.statistics()["counters"]
+        counters = llm.statistics().counters
     assert events[0] == TextDelta("ok")
     assert len(fake.bodies) == 3
     assert counters["server_errors"] == 1
@@ -273,7 +273,7 @@ async def test_stream_is_not_retried_after_the_first_token(
         assert llm is not None
         with pytest.raises(UpstreamUnavailable, match="broke the stream"):
             await _collect(llm, [Message.user("hi")], into=received)
-        assert llm.statistics()["limiter"]["borrowed"] == 0
+        assert llm.statistics().limiter.borrowed == 0
     assert received == [TextDelta("partial"), TextDelta(" answ")]
     assert len(fake.bodies) == 1
 
@@ -307,8 +307,8 @@ async def test_cancel_mid_stream_leaves_nothing_behind(autojump_clock: trio.abc.
         assert 0 < received < 100
         assert live_tasks() == before
         stats = llm.statistics()
-        assert stats["limiter"]["borrowed"] == 0
-        assert stats["rate"]["pending"] == 0
+        assert stats.limiter.borrowed == 0
+        assert stats.rate.pending == 0
 
 
 async def test_rejected_request_carries_the_upstream_message(

@@ -37,8 +37,8 @@ async def test_local_model_embeds_offline_and_ranks_by_meaning() -> None:
     scores = [_dot(query, v) for v in vectors]
     assert scores.index(max(scores)) == 0
     assert len(long_text[0]) == 384
-    assert stats["counters"]["texts_truncated"] == 1
-    assert stats["limiter"]["borrowed"] == 0
+    assert stats.counters["texts_truncated"] == 1
+    assert stats.limiter.borrowed == 0
     with pytest.raises(ResourceClosed):
         await embedder.embed(["after close"])
     with pytest.raises(ValueError, match="empty"):
@@ -66,7 +66,7 @@ async def test_the_end_of_a_text_longer_than_the_model_reads_still_counts() -> N
         ends_in_rocket, ends_in_bakery, sentence = await embedder.embed(
             [filler + rocket, filler + bakery, rocket]
         )
-        stats = embedder.statistics()["counters"]
+        stats = embedder.statistics().counters
     assert math.isclose(_dot(ends_in_rocket, ends_in_rocket), 1.0, rel_tol=1e-4)
     # cut at the model's window, both long texts would be the same vector
     assert _dot(ends_in_rocket, ends_in_bakery) < 0.999
@@ -102,4 +102,4 @@ async def test_the_model_says_which_chunks_it_reads_whole() -> None:
         )
         assert all(embedder.reads_whole(embedding_text(c)) for c in fitted)
         await embedder.embed([embedding_text(c) for c in fitted])
-        assert embedder.statistics()["counters"]["texts_windowed"] == 0
+        assert embedder.statistics().counters["texts_windowed"] == 0

@@ -94,8 +94,8 @@ async def test_cancelled_waiter_leaves_no_trace(autojump_clock: trio.abc.Clock) 
         await _start(limiter, starts)
     assert scope.cancelled_caught
     stats = limiter.statistics()
-    assert stats["pending"] == 0
-    assert stats["waiting"] == 0
+    assert stats.pending == 0
+    assert stats.waiting == 0
     await _start(limiter, starts)
     assert starts == [0.0, 60.0]
 

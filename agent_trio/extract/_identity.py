@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from agent_trio.extract._model import Fact
 from agent_trio.graph import entity_key
-from agent_trio.ingest._model import Fact
 
 __all__ = ["distinct_facts", "entity_key"]
 

@@ -1,4 +1,4 @@
-"""What the model is asked for, and how its answer is read and validated.
+"""The extraction prompt: what the model is asked for, and how its answer is read.
 
 The answer must be one JSON object of entities and facts. Reading it forgives
 what a model commonly gets wrong without changing the meaning: a code fence or
@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent_trio.ingest._dates import normalise_iso
-from agent_trio.ingest._model import ENTITY_TYPES, EntityType
-from agent_trio.ingest._relations import RELATED_TO
+from agent_trio.extract._dates import normalise_iso
+from agent_trio.extract._model import ENTITY_TYPES, EntityType
+from agent_trio.extract._relations import RELATED_TO
 
 __all__ = [
     "RETRY_PROMPT",

@@ -142,7 +142,7 @@ class DocumentRecord:
 
 @dataclass(frozen=True, slots=True)
 class ChunkRecord:
-    """One chunk of the document, with its embedding."""
+    """A chunk to be written, with its id and embedding; checked on construction."""
 
     id: str
     index: int

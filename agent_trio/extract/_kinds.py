@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent_trio.ingest._identity import entity_key
-from agent_trio.ingest._lexicon import (
+from agent_trio.extract._identity import entity_key
+from agent_trio.extract._lexicon import (
     EVENT_WORDS,
     LAUNCH_VERBS,
     NOT_PLACE_BEFORE_IN,
@@ -31,8 +31,8 @@ from agent_trio.ingest._lexicon import (
     ROLES,
     TITLES,
 )
-from agent_trio.ingest._model import ENTITY_TYPES, EntityType
-from agent_trio.ingest._tokens import Token, capitalised
+from agent_trio.extract._model import ENTITY_TYPES, EntityType
+from agent_trio.extract._tokens import Token, capitalised
 
 __all__ = ["personal", "type_votes", "unmarked_type", "winner"]
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from agent_trio._settings import Settings
-from agent_trio.ingest._extract import Complete, Extractor, LlmExtractor, RuleExtractor
+from agent_trio.extract._extract import Extractor
+from agent_trio.extract._llm_extract import Complete, LlmExtractor
+from agent_trio.extract._rules import RuleExtractor
 from agent_trio.upstream import LlmClient, Message
 
 __all__ = ["complete_with", "extractor_for"]

@@ -12,9 +12,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from agent_trio.ingest._identity import entity_key
-from agent_trio.ingest._kinds import type_votes
-from agent_trio.ingest._lexicon import (
+from agent_trio.extract._identity import entity_key
+from agent_trio.extract._kinds import type_votes
+from agent_trio.extract._lexicon import (
     FUNCTION_WORDS,
     OF_HEADS,
     PARTICLES,
@@ -24,8 +24,8 @@ from agent_trio.ingest._lexicon import (
     STOP,
     TIME_WORDS,
 )
-from agent_trio.ingest._model import EntityType
-from agent_trio.ingest._tokens import Token, capitalised, tokens
+from agent_trio.extract._model import EntityType
+from agent_trio.extract._tokens import Token, capitalised, tokens
 
 __all__ = ["Mention", "Sentence", "sentence_mentions"]
 

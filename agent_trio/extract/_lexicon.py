@@ -6,8 +6,8 @@ thing it is. The patterns that read these words live with the rules that use the
 
 from __future__ import annotations
 
+from agent_trio.extract._dates import MONTHS
 from agent_trio.graph import LEGAL_FORMS as GRAPH_LEGAL_FORMS
-from agent_trio.ingest._dates import MONTHS
 
 __all__ = [
     "EVENT_WORDS",

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from agent_trio.ingest._identity import distinct_facts, entity_key
-from agent_trio.ingest._llm_answer import (
+from agent_trio.document import Chunk, SourceDocument
+from agent_trio.extract._identity import distinct_facts, entity_key
+from agent_trio.extract._model import Entity, Extraction, Fact
+from agent_trio.extract._prompt import (
     RETRY_PROMPT,
     SYSTEM_PROMPT,
     LlmFact,
@@ -25,10 +27,10 @@ from agent_trio.ingest._llm_answer import (
     describe,
     parse_answer,
 )
-from agent_trio.ingest._model import Chunk, Entity, Extraction, Fact, SourceDocument
 
 __all__ = ["Complete", "LlmExtractor"]
 
+# extraction runs as a step of ingestion, and its reasons are logged as ingestion's
 logger = logging.getLogger("agent_trio.ingest")
 
 #: an LLM chat completion: messages (``role``, ``content``) in, the answer's text out

@@ -24,11 +24,11 @@ from collections.abc import Iterable, Sequence
 
 import trio
 
-from agent_trio.ingest._chunker import text_sentences
-from agent_trio.ingest._facts import sentence_facts
-from agent_trio.ingest._kinds import personal, unmarked_type, winner
-from agent_trio.ingest._model import Chunk, Entity, EntityType, Extraction, SourceDocument
-from agent_trio.ingest._names import Mention, Sentence, sentence_mentions
+from agent_trio.document import Chunk, SourceDocument, text_sentences
+from agent_trio.extract._facts import sentence_facts
+from agent_trio.extract._kinds import personal, unmarked_type, winner
+from agent_trio.extract._model import Entity, EntityType, Extraction
+from agent_trio.extract._names import Mention, Sentence, sentence_mentions
 
 __all__ = ["RuleExtractor"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 
-from agent_trio.ingest._dates import DateMention, sentence_dates
-from agent_trio.ingest._identity import distinct_facts
-from agent_trio.ingest._model import EntityType, Fact
-from agent_trio.ingest._names import Mention, Sentence
-from agent_trio.ingest._relations import passive_relation, relation, states_relation
+from agent_trio.extract._dates import DateMention, sentence_dates
+from agent_trio.extract._identity import distinct_facts
+from agent_trio.extract._model import EntityType, Fact
+from agent_trio.extract._names import Mention, Sentence
+from agent_trio.extract._relations import passive_relation, relation, states_relation
 
 __all__ = ["sentence_facts"]
 

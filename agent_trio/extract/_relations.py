@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent_trio.ingest._dates import END_CUE, START_VERB
-from agent_trio.ingest._model import EntityType
+from agent_trio.extract._dates import END_CUE, START_VERB
+from agent_trio.extract._model import EntityType
 
 __all__ = ["RELATED_TO", "passive_relation", "relation", "states_relation"]
 

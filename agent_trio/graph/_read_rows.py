@@ -66,6 +66,8 @@ class StoredVersion:
 
 @dataclass(frozen=True, slots=True)
 class StoredChunk:
+    """A chunk as read back with its document (:class:`StoredDocument`); no embedding."""
+
     id: str
     index: int
     text: str
@@ -94,7 +96,8 @@ class StoredDocument:
 class ChunkHit:
     """A chunk found by a search. ``metadata`` is the document's, overlaid by the chunk's.
 
-    ``score`` is normalised to ``[0, 1]``; ``raw_score`` is what the engine said.
+    ``score`` is in ``[0, 1]``, higher is better: the store's normalised score, or
+    the fused one of a hybrid search; ``raw_score`` is what the engine said.
     """
 
     chunk_id: str
@@ -105,6 +108,18 @@ class ChunkHit:
     metadata: Mapping[str, Any]
     document_title: str
     document_source: str
+
+    def to_api(self) -> dict[str, Any]:
+        """The hit as the HTTP API shows it (API.md): ``raw_score`` is left out."""
+        return {
+            "chunk_id": self.chunk_id,
+            "document_id": self.document_id,
+            "content": self.content,
+            "score": self.score,
+            "metadata": dict(self.metadata),
+            "document_title": self.document_title,
+            "document_source": self.document_source,
+        }
 
 
 @dataclass(frozen=True, slots=True)
