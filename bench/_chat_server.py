@@ -116,7 +116,13 @@ def add_routes() -> None:
             _BASELINE = snapshot
             return {"top": []}
         stats = snapshot.compare_to(_BASELINE, "lineno")
-        return {"top": [str(stat) for stat in stats[:40]]}
+        grown = sum(stat.size_diff for stat in stats)
+        by_file = snapshot.compare_to(_BASELINE, "filename")
+        return {
+            "top": [f"total traced growth {grown / 1024:.0f} KiB"]
+            + [str(stat) for stat in by_file[:25]]
+            + [str(stat) for stat in stats[:40]]
+        }
 
     create_app = _serve.create_app
 
