@@ -10,7 +10,7 @@ import trio
 
 from agent_trio import GraphUnavailable
 from agent_trio.agent import TOOL_SPECS, Toolbox
-from agent_trio.app._chat_routes import PING_INTERVAL, _ping, frame
+from agent_trio.app._chat_routes import PING_INTERVAL, Frames, frame
 from agent_trio.graph import ChunkHit
 from agent_trio.upstream import ToolCall
 
@@ -107,12 +107,24 @@ def test_a_frame_names_its_event_and_repeats_it_as_type() -> None:
 
 
 async def test_a_stream_pings_every_fifteen_seconds(autojump_clock: trio.abc.Clock) -> None:
+    """Pings keep their pace whether frames flow or not; the end of the chat ends them."""
     send, receive = trio.open_memory_channel[bytes](10)
-    with trio.move_on_after(PING_INTERVAL * 3 + 1):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_ping, send)
-            times = []
-            async for ping in receive:
-                assert ping == b": ping\n\n"
-                times.append(trio.current_time())
-    assert times == [PING_INTERVAL, 2 * PING_INTERVAL, 3 * PING_INTERVAL]
+    sent: list[tuple[float, bytes]] = []
+
+    async def chat() -> None:
+        async with send:
+            await trio.sleep(PING_INTERVAL * 2 + 5)
+            await send.send(b"data: one\n\n")
+            await trio.sleep(PING_INTERVAL + 1)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(chat)
+        async for data in Frames(receive):
+            sent.append((trio.current_time(), data))
+    ping = b": ping\n\n"
+    assert sent == [
+        (PING_INTERVAL, ping),
+        (2 * PING_INTERVAL, ping),
+        (2 * PING_INTERVAL + 5, b"data: one\n\n"),
+        (3 * PING_INTERVAL, ping),
+    ]

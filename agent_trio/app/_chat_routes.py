@@ -5,8 +5,8 @@ A chat takes a slot of the ``chat`` limiter (CHAT_MAX_CONCURRENCY) for as long a
 it runs; when none frees up within :data:`SLOT_WAIT` seconds the answer is 503
 with ``Retry-After``. A stream holds its slot until its body ends: the body owns a
 nursery (opened when the server starts sending it, closed when it stops) in which
-the chat runs and a ``: ping`` comment goes out every :data:`PING_INTERVAL`
-seconds. When the client leaves, the server cancels the body; that cancels the
+the chat runs; the reader of its frames adds a ``: ping`` comment every
+:data:`PING_INTERVAL` seconds. When the client leaves, the server cancels the body; that cancels the
 chat, its tools and its upstream request, and the slot comes back.
 """
 
@@ -53,6 +53,7 @@ blueprint = Blueprint("chat", __name__)
 SLOT_WAIT = 2.0
 #: seconds between keep-alive comments on a stream
 PING_INTERVAL = 15.0
+PING = b": ping\n\n"
 #: frames buffered between a chat and the client reading its stream
 _FRAME_BUFFER = 64
 
@@ -259,9 +260,9 @@ class _EventStream(ResponseBody):
         self._nursery.start_soon(self._produce, send)
         return self
 
-    def __aiter__(self) -> trio.MemoryReceiveChannel[bytes]:
+    def __aiter__(self) -> Frames:
         assert self._receive is not None, "enter the body before reading it"
-        return self._receive
+        return Frames(self._receive)
 
     async def __aexit__(
         self,
@@ -280,10 +281,8 @@ class _EventStream(ResponseBody):
         _release_slot(self._limiter, self.slot)
 
     async def _produce(self, send: trio.MemorySendChannel[bytes]) -> None:
-        async with send, trio.open_nursery() as nursery:
-            nursery.start_soon(_ping, send.clone())
+        async with send:
             await self._run(send.send)
-            nursery.cancel_scope.cancel()
 
     async def _run(self, send: Send) -> None:
         request = self._request
@@ -310,11 +309,28 @@ async def _send_tools(send: Send, transcript: Transcript) -> None:
         await send(frame("tools", {"tools": [t.to_api() for t in transcript.tools]}))
 
 
-async def _ping(send: trio.MemorySendChannel[bytes]) -> None:
-    async with send:
-        while True:
-            await trio.sleep(PING_INTERVAL)
-            await send.send(b": ping\n\n")
+class Frames:
+    """The frames of a stream as the server sends them, with a ``: ping`` comment
+    every :data:`PING_INTERVAL` seconds from the first read (the reader keeps the
+    time: no task of its own per stream)."""
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+        self._receive = receive
+        self._next_ping: float | None = None
+
+    def __aiter__(self) -> Frames:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._next_ping is None:
+            self._next_ping = trio.current_time() + PING_INTERVAL
+        with trio.move_on_at(self._next_ping):
+            try:
+                return await self._receive.receive()
+            except trio.EndOfChannel:
+                raise StopAsyncIteration from None
+        self._next_ping += PING_INTERVAL
+        return PING
 
 
 # -- errors ---------------------------------------------------------------------------
