@@ -21,7 +21,7 @@ from agent_trio._version import __version__
 from agent_trio.app._asgi import FinishResponses
 from agent_trio.app._body import JsonRequest
 from agent_trio.app._chat_routes import blueprint as chat_blueprint
-from agent_trio.app._context import RUNNER_KEY
+from agent_trio.app._context import METRICS_KEY, RUNNER_KEY
 from agent_trio.app._errors import RETRY_AFTER, error_response, install_error_handlers
 from agent_trio.app._knowledge_routes import blueprint as knowledge_blueprint
 from agent_trio.app._lifespan import ServiceRunner
@@ -90,12 +90,18 @@ def create_app(
     runner = ServiceRunner(hooks)
     app.extensions[RUNNER_KEY] = runner
     metrics = Metrics(lambda: runner.service)
+    app.extensions[METRICS_KEY] = metrics
     install_error_handlers(app)
     hypercorn_command = owns_process and not serve_command
     if hypercorn_command:
         keep_sigint_for_trio()  # before trio.run: Hypercorn imports the app first
     _install_lifespan(
-        app, runner, loader, owns_process=owns_process, hypercorn_command=hypercorn_command
+        app,
+        runner,
+        metrics,
+        loader,
+        owns_process=owns_process,
+        hypercorn_command=hypercorn_command,
     )
     _install_request_hooks(app, runner, metrics)
     _install_core_routes(app, runner, metrics)
@@ -108,6 +114,7 @@ def create_app(
 def _install_lifespan(
     app: Quart,
     runner: ServiceRunner,
+    metrics: Metrics,
     load: Callable[[], Settings],
     *,
     owns_process: bool,
@@ -130,6 +137,7 @@ def _install_lifespan(
             else:
                 log.error("agent-trio failed to start: %s", reason)
             raise
+        metrics.attach(service)
         settings = service.settings
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
         app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_timeout_seconds

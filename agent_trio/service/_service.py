@@ -27,6 +27,7 @@ import trio_asyncio
 from agent_trio._errors import AgentTrioError, ConfigError
 from agent_trio._settings import Settings
 from agent_trio._version import __version__
+from agent_trio._waits import WaitStats, WaitTally
 from agent_trio.engine import EngineInfo
 from agent_trio.graph import (
     Dialect,
@@ -91,6 +92,8 @@ class Service:
     engine: EngineInfo | None
     sessions: SessionStore
     started_at: float = field(default_factory=time.monotonic)
+    #: waits for the limiters the service hands out itself (``chat``)
+    waits: WaitTally = field(default_factory=WaitTally)
     _stop: trio.Event = field(default_factory=trio.Event, repr=False)
 
     @property
@@ -107,6 +110,25 @@ class Service:
     def limiter_statistics(self) -> dict[str, LimiterStats]:
         """Each limiter the service uses, by name, as it is now."""
         return {name: LimiterStats.of(limiter) for name, limiter in self.limiters.items()}
+
+    def limiter_waits(self) -> dict[str, WaitStats]:
+        """For each limiter, and each upstream's rate limiter (``<upstream>_rate``):
+        acquisitions so far and the seconds they waited in all."""
+        out: dict[str, WaitStats] = {}
+        for name, limiter in self.limiters.items():
+            if name in ("embedding", "llm"):
+                continue  # the clients tally their own, below
+            out[name] = self.graph.waits.of(limiter) if name != "chat" else self.waits.of(limiter)
+        clients = [("embedding", self.embedder.statistics())]
+        if self.llm is not None:
+            clients.append(("llm", self.llm.statistics()))
+        for name, stats in clients:
+            waits = stats.get("waits", {})
+            if "limiter" in waits:
+                out[name] = WaitStats.from_dict(waits["limiter"])
+            if "rate" in waits:
+                out[f"{name}_rate"] = WaitStats.from_dict(waits["rate"])
+        return out
 
 
 @dataclass(frozen=True)

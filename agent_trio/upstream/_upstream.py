@@ -57,6 +57,7 @@ from agent_trio._errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from agent_trio._waits import WaitTally
 from agent_trio.upstream._adaptive import AdaptiveLimits, Ticket
 from agent_trio.upstream._breaker import CircuitBreaker, Permit
 from agent_trio.upstream._http import parse_retry_after, upstream_message
@@ -158,6 +159,10 @@ class Upstream:
         self.max_retry_after = tuning.max_retry_after
         self._wall_clock = tuning.wall_clock
         self._closed = False
+        #: attempts begun (waiting for the rate or a slot, or sent) and not yet over
+        self.attempts_in_flight = 0
+        #: waits for the rate (``self.rate``) and for a slot (``self.limiter``)
+        self.waits = WaitTally()
         self.counters: dict[str, int] = dict.fromkeys(
             ["attempts", "succeeded", "retries", "gave_up", "circuit_open"]
             + [kind.value for kind in _Kind],
@@ -221,6 +226,11 @@ class Upstream:
             "breaker": self.breaker.statistics(),
             "adaptive": self.adaptive.statistics(),
             "counters": dict(self.counters),
+            "attempts_in_flight": self.attempts_in_flight,
+            "waits": {
+                "limiter": self.waits.of(self.limiter).as_dict(),
+                "rate": self.waits.of(self.rate).as_dict(),
+            },
         }
 
     # -- retry loop ------------------------------------------------------------
@@ -305,10 +315,23 @@ class Upstream:
     async def _admitted(self) -> AsyncIterator[tuple[Reservation, Ticket, Permit]]:
         self.check_open()
         self._fail_fast()
+        self.attempts_in_flight += 1
+        try:
+            async with self._admitted_now() as admitted:
+                yield admitted
+        finally:
+            self.attempts_in_flight -= 1
+
+    @asynccontextmanager
+    async def _admitted_now(self) -> AsyncIterator[tuple[Reservation, Ticket, Permit]]:
+        waiting_since = trio.current_time()
         async with self.rate.reserve() as reservation:
+            self.waits.add(self.rate, trio.current_time() - waiting_since)
             rate_waited = self.rate.saturated()
             while True:
+                waiting_since = trio.current_time()
                 async with self.limiter:
+                    self.waits.add(self.limiter, trio.current_time() - waiting_since)
                     if not self.rate.paused():
                         self.check_open()
                         permit = self._permit()
