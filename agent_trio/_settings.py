@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     shutdown_timeout_seconds: float = Field(15.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: ``text`` (for people) or ``json`` (one object per line, for log shippers)
+    log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from quart.wrappers.response import ResponseBody
 from quart_schema import validate_request, validate_response
 
 from agent_trio._errors import AgentTrioError
+from agent_trio._logs import note_session
 from agent_trio.agent import (
     AnswerText,
     Chat,
@@ -94,6 +95,7 @@ def _request_of(data: ChatIn, service: Service) -> ChatRequest:
             field="model_choice",
         )
     session_id = data.session_id or new_id()
+    note_session(session_id)
     return ChatRequest(
         message=data.message,
         session_id=session_id,
@@ -238,6 +240,7 @@ async def chat_stream(data: ChatIn) -> Response:
 @document_errors(404)
 async def get_session(session_id: str) -> dict[str, Any]:
     """A session with its messages, oldest first."""
+    note_session(session_id)
     sessions = current_service().sessions
     session = await sessions.get(session_id)
     if session is None:

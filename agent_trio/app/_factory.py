@@ -16,6 +16,7 @@ from quart_schema import Info, QuartSchema, validate_response
 from quart_trio import QuartTrio
 
 from agent_trio._errors import AgentTrioError
+from agent_trio._logs import current_request
 from agent_trio._settings import Settings, load_settings
 from agent_trio._version import __version__
 from agent_trio.app._asgi import FinishResponses
@@ -33,6 +34,7 @@ from agent_trio.app._process import (
     relay_sigterm,
     report_failed_startup,
 )
+from agent_trio.app._request_log import RequestLog
 from agent_trio.app._responses import HealthOut
 from agent_trio.service import ServiceHooks, health_report
 
@@ -107,7 +109,7 @@ def create_app(
     _install_core_routes(app, runner, metrics)
     app.register_blueprint(knowledge_blueprint)
     app.register_blueprint(chat_blueprint)
-    app.asgi_app = FinishResponses(app.asgi_app)  # type: ignore[method-assign]
+    app.asgi_app = FinishResponses(RequestLog(app.asgi_app))  # type: ignore[method-assign]
     return app
 
 
@@ -128,7 +130,7 @@ def _install_lifespan(
         try:
             settings = load()
             if owns_process:
-                configure_logging(settings.log_level)
+                configure_logging(settings.log_level, settings.log_format)
             service = await runner.start(nursery, settings)
         except* (AgentTrioError, OSError) as group:
             reason = "; ".join(str(exc) for exc in _leaves(group))
@@ -165,6 +167,9 @@ def _install_request_hooks(app: Quart, runner: ServiceRunner, metrics: Metrics) 
     @app.before_request
     async def _guard() -> Response | None:
         g.started = time.perf_counter()
+        context = current_request.get()
+        if context is not None and request.url_rule is not None:
+            context.route = request.url_rule.rule
         service = runner.service
         if request.method == "OPTIONS" or service is None:
             return None

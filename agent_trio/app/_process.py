@@ -38,6 +38,7 @@ from types import TracebackType
 import trio
 from hypercorn.utils import LifespanFailureError
 
+from agent_trio._logs import LogFormat, log_handler
 from agent_trio.upstream import use_own_retry_logs
 
 __all__ = [
@@ -147,18 +148,15 @@ def is_lifespan_failure(exc: BaseException) -> bool:
     return isinstance(exc, LifespanFailureError)
 
 
-def configure_logging(level: str) -> None:
-    """Send our loggers to stderr, in the ASGI server's format, unless someone already did."""
+def configure_logging(level: str, format: LogFormat = "text") -> None:
+    """Send our loggers to stderr, unless someone already did.
+
+    ``text`` is the ASGI server's format with the request appended; ``json`` is one
+    object per line (``LOG_FORMAT``). Either way each line names its request.
+    """
     use_own_retry_logs()
     logger = logging.getLogger("agent_trio")
     logger.setLevel(level)
     if logger.handlers or logging.getLogger().handlers:
         return
-    handler = logging.StreamHandler()
-    handler.setFormatter(
-        logging.Formatter(
-            "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-            "%Y-%m-%d %H:%M:%S %z",
-        )
-    )
-    logger.addHandler(handler)
+    logger.addHandler(log_handler(format=format))

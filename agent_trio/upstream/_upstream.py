@@ -243,6 +243,7 @@ class Upstream:
             error = exc.error
             if exc.kind in _RETRYABLE:
                 self.counters["gave_up"] += 1
+            log.warning("%s; %s", error, "gave up" if exc.kind in _RETRYABLE else "not retried")
             raise error from exc.__cause__
 
     def _retrying(self) -> AsyncIterator[stamina.Attempt]:
