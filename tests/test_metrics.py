@@ -22,7 +22,7 @@ from tests.support.chat import (
     poll,
     serve_app,
 )
-from tests.support.fake_llm import Text, agentic_script
+from tests.support.fake_llm import Hold, agentic_script
 
 pytestmark = pytest.mark.engine
 
@@ -91,9 +91,11 @@ async def test_a_chat_counts_complete_and_every_limiter_s_waits(
 async def test_a_client_that_leaves_a_stream_counts_interrupted(
     engine_info: EngineInfo, tmp_path: Path
 ) -> None:
-    slow = Text("word " * 400, pieces=400, delay=0.02)  # eight seconds of deltas
+    # the model never answers: the client leaves while the chat waits for it (leaving
+    # while the answer streams is tested in test_chat_llm)
+    never = Hold(trio.Event())
     async with (
-        llm_chat(engine_info, tmp_path, [slow]) as (app, _fake),
+        llm_chat(engine_info, tmp_path, [never]) as (app, fake),
         serve_app(app.app) as url,
     ):
         host, port = url.removeprefix("http://").split(":")
@@ -105,10 +107,11 @@ async def test_a_client_that_leaves_a_stream_counts_interrupted(
         received = b""
         async with await trio.open_tcp_stream(host, int(port)) as client:
             await client.send_all(request)
-            while received.count(b'"type": "text"') < 3:  # the answer is streaming
+            while b'"type": "model"' not in received:  # the stream has begun
                 chunk = await client.receive_some()
                 assert chunk, received
                 received += chunk
+            await fake.wait_until(lambda f: f.in_flight == 1)
             streaming = await scrape(app)
         assert value(streaming, "agent_trio_sse_streams_open") == 1
 
