@@ -124,7 +124,7 @@ async def chat(data: ChatIn) -> dict[str, Any]:
     service = current_service()
     request = _request_of(data, service)
     metrics = current_metrics()
-    slot = _Slot(service, metrics)
+    slot = _Slot(service, metrics, "chat")
     await slot.take()
     transcript = Transcript()
     try:
@@ -138,12 +138,18 @@ async def chat(data: ChatIn) -> dict[str, Any]:
 
 
 class _Slot:
-    """One chat's slot of the ``chat`` limiter; the slot object is the borrower."""
+    """One chat's slot of the ``chat`` limiter; the slot object is the borrower.
 
-    def __init__(self, service: Service, metrics: Metrics) -> None:
+    While it holds its token, the chat is registered with the service as an
+    operation in flight (``kind``: ``chat`` or ``stream``), which accounts for it.
+    """
+
+    def __init__(self, service: Service, metrics: Metrics, kind: str) -> None:
         self._limiter = service.limiters["chat"]
         self._waits = service.waits
+        self._in_flight = service.in_flight
         self._metrics = metrics
+        self._kind = kind
 
     async def take(self) -> None:
         """Take the slot, or 503 (a ``rejected`` chat) when none frees up within
@@ -152,6 +158,7 @@ class _Slot:
         with trio.move_on_after(SLOT_WAIT):
             await self._limiter.acquire_on_behalf_of(self)
             self._waits.add(self._limiter, trio.current_time() - waiting_since)
+            self._in_flight.begin(self._kind)
             return
         self._metrics.chats.labels("rejected").inc()
         raise _overloaded()
@@ -161,6 +168,7 @@ class _Slot:
         if self not in self._limiter.statistics().borrowers:
             return False
         self._limiter.release_on_behalf_of(self)
+        self._in_flight.end(self._kind)
         return True
 
     def release_unsent(self) -> None:
@@ -225,7 +233,7 @@ async def chat_stream(data: ChatIn) -> Response:
     service = current_service()
     request = _request_of(data, service)
     metrics = current_metrics()
-    slot = _Slot(service, metrics)
+    slot = _Slot(service, metrics, "stream")
     body = _EventStream(_chat_of(service), request, slot, metrics)
     await slot.take()
     response = Response(body, content_type="text/event-stream")

@@ -61,7 +61,23 @@ class _LimiterCollector(Collector):
             for name, waits in service.limiter_waits().items():
                 acquired.add_metric([name], waits.count)
                 waited.add_metric([name], waits.seconds)
-        yield from (borrowed, total, waiting, acquired, waited)
+        suspected = GaugeMetricFamily(
+            "agent_trio_limiter_leak_suspected",
+            "1 while a limiter lends more tokens than its operations in flight hold",
+            labels=["limiter"],
+        )
+        in_flight = GaugeMetricFamily(
+            "agent_trio_operations_in_flight",
+            "Chats, streams, ingestions, graph calls and upstream attempts in flight",
+            labels=["kind"],
+        )
+        if service is not None:
+            suspects = {s.limiter for s in service.leaks.suspects}
+            for name in service.leaks.checked():
+                suspected.add_metric([name], float(name in suspects))
+            for kind, count in service.operations_in_flight().items():
+                in_flight.add_metric([kind], count)
+        yield from (borrowed, total, waiting, acquired, waited, suspected, in_flight)
 
 
 class _TaskCollector(Collector):
