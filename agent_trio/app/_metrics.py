@@ -28,56 +28,73 @@ _GRAPH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 
 
 class _LimiterCollector(Collector):
+    """Each limiter's tokens and waits, and whether it is suspected of a leak."""
+
     def __init__(self, get_service: Callable[[], Service | None]) -> None:
         self._get_service = get_service
 
     def collect(self) -> Iterator[Metric]:
         service = self._get_service()
-        borrowed = GaugeMetricFamily(
-            "agent_trio_limiter_borrowed", "Tokens in use per limiter", labels=["limiter"]
-        )
-        total = GaugeMetricFamily(
-            "agent_trio_limiter_total", "Tokens available per limiter", labels=["limiter"]
-        )
-        waiting = GaugeMetricFamily(
-            "agent_trio_limiter_waiting", "Tasks waiting per limiter", labels=["limiter"]
-        )
-        if service is not None:
-            for name, stats in service.limiter_statistics().items():
-                borrowed.add_metric([name], stats.borrowed)
-                total.add_metric([name], stats.total)
-                waiting.add_metric([name], stats.waiting)
-        acquired = CounterMetricFamily(
-            "agent_trio_limiter_acquisitions",
-            "Tokens taken per limiter (<upstream>_rate: starts let through by the rate limiter)",
-            labels=["limiter"],
-        )
-        waited = CounterMetricFamily(
-            "agent_trio_limiter_wait_seconds",
-            "Seconds spent waiting for a token, per limiter",
-            labels=["limiter"],
-        )
-        if service is not None:
-            for name, waits in service.limiter_waits().items():
-                acquired.add_metric([name], waits.count)
-                waited.add_metric([name], waits.seconds)
-        suspected = GaugeMetricFamily(
-            "agent_trio_limiter_leak_suspected",
-            "1 while a limiter lends more tokens than its operations in flight hold",
-            labels=["limiter"],
-        )
-        in_flight = GaugeMetricFamily(
-            "agent_trio_operations_in_flight",
-            "Chats, streams, ingestions, graph calls and upstream attempts in flight",
-            labels=["kind"],
-        )
-        if service is not None:
-            suspects = {s.limiter for s in service.leaks.suspects}
-            for name in service.leaks.checked():
-                suspected.add_metric([name], float(name in suspects))
-            for kind, count in service.operations_in_flight().items():
-                in_flight.add_metric([kind], count)
-        yield from (borrowed, total, waiting, acquired, waited, suspected, in_flight)
+        yield from _limiter_tokens(service)
+        yield from _limiter_waits(service)
+        yield from _leak_watch(service)
+
+
+def _limiter_tokens(service: Service | None) -> Iterator[Metric]:
+    labels = ["limiter"]
+    borrowed = GaugeMetricFamily(
+        "agent_trio_limiter_borrowed", "Tokens in use per limiter", labels=labels
+    )
+    total = GaugeMetricFamily(
+        "agent_trio_limiter_total", "Tokens available per limiter", labels=labels
+    )
+    waiting = GaugeMetricFamily(
+        "agent_trio_limiter_waiting", "Tasks waiting per limiter", labels=labels
+    )
+    if service is not None:
+        for name, stats in service.limiter_statistics().items():
+            borrowed.add_metric([name], stats.borrowed)
+            total.add_metric([name], stats.total)
+            waiting.add_metric([name], stats.waiting)
+    yield from (borrowed, total, waiting)
+
+
+def _limiter_waits(service: Service | None) -> Iterator[Metric]:
+    acquired = CounterMetricFamily(
+        "agent_trio_limiter_acquisitions",
+        "Tokens taken per limiter (<upstream>_rate: starts let through by the rate limiter)",
+        labels=["limiter"],
+    )
+    waited = CounterMetricFamily(
+        "agent_trio_limiter_wait_seconds",
+        "Seconds spent waiting for a token, per limiter",
+        labels=["limiter"],
+    )
+    if service is not None:
+        for name, waits in service.limiter_waits().items():
+            acquired.add_metric([name], waits.count)
+            waited.add_metric([name], waits.seconds)
+    yield from (acquired, waited)
+
+
+def _leak_watch(service: Service | None) -> Iterator[Metric]:
+    suspected = GaugeMetricFamily(
+        "agent_trio_limiter_leak_suspected",
+        "1 while a limiter lends more tokens than its operations in flight hold",
+        labels=["limiter"],
+    )
+    in_flight = GaugeMetricFamily(
+        "agent_trio_operations_in_flight",
+        "Chats, streams, ingestions, graph calls and upstream attempts in flight",
+        labels=["kind"],
+    )
+    if service is not None:
+        suspects = {s.limiter for s in service.leaks.suspects}
+        for name in service.leaks.checked():
+            suspected.add_metric([name], float(name in suspects))
+        for kind, count in service.operations_in_flight().items():
+            in_flight.add_metric([kind], count)
+    yield from (suspected, in_flight)
 
 
 class _TaskCollector(Collector):
