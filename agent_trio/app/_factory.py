@@ -34,7 +34,7 @@ from agent_trio.app._process import (
     relay_sigterm,
     report_failed_startup,
 )
-from agent_trio.app._request_log import RequestLog
+from agent_trio.app._request_log import REQUEST_ID_HEADER, RequestLog
 from agent_trio.app._responses import HealthOut
 from agent_trio.service import ServiceHooks, health_report
 
@@ -147,8 +147,9 @@ def _install_lifespan(
             cors(
                 app,
                 allow_origin=settings.cors_origin_list,
-                allow_headers=["Authorization", "Content-Type"],
+                allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
                 allow_methods=["GET", "POST", "OPTIONS"],
+                expose_headers=[REQUEST_ID_HEADER],  # a page may show it, to quote it
             )
 
     @app.after_serving
