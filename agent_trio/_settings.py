@@ -115,7 +115,13 @@ class Settings(BaseSettings):
     cors_origins: str | None = None
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     shutdown_timeout_seconds: float = Field(15.0, gt=0)
+    #: how often the tokens borrowed are compared with the operations in flight
+    leak_check_interval_seconds: float = Field(10.0, gt=0)
+    #: mismatches in a row before a limiter is suspected of a leak
+    leak_check_grace: int = Field(3, ge=1, le=1000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: ``text`` (for people) or ``json`` (one object per line, for log shippers)
+    log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="before")
     @classmethod

@@ -155,6 +155,7 @@ async def test_errors_are_json(client: Client) -> None:
 async def test_cors_allow_list(client: Client) -> None:
     allowed = await client.get("/health", headers={"Origin": "http://ui.test"})
     assert allowed.headers.get("Access-Control-Allow-Origin") == "http://ui.test"
+    assert allowed.headers["Access-Control-Expose-Headers"].lower() == "x-request-id"
     other = await client.get("/health", headers={"Origin": "http://evil.test"})
     assert "Access-Control-Allow-Origin" not in other.headers
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,43 +16,15 @@ from agent_trio.graph import ChunkHit, MessageRow
 from agent_trio.search import Searcher
 from tests.support.chat import (
     ChatApp,
-    chat_settings,
     data_frames,
     limiters_idle,
-    open_chat_app,
+    llm_chat,
+    poll,
     serve_app,
 )
-from tests.support.fake_llm import Calls, Fail, FakeLlm, Hold, Reply, Script, Text
+from tests.support.fake_llm import Calls, Fail, Hold, Reply, Script, Text
 
 pytestmark = pytest.mark.engine
-
-
-@asynccontextmanager
-async def llm_chat(
-    engine_info: EngineInfo, tmp_path: Path, script: Script, **settings: Any
-) -> AsyncIterator[tuple[ChatApp, FakeLlm]]:
-    fake = FakeLlm([Text("{}")])  # what ingestion's extraction gets, if it asks
-    async with trio.open_nursery() as nursery:
-        url = await nursery.start(fake.serve)
-        config = chat_settings(tmp_path, url, **settings)
-        async with open_chat_app(config, engine_info) as app:
-            fake.requests.clear()
-            fake.script = script
-            yield app, fake
-        nursery.cancel_scope.cancel()
-
-
-async def poll(condition: Callable[[], Any], *, within: float = 10.0) -> None:
-    """Wait, in steps of 10 ms, for ``condition()`` to hold; fail after ``within`` s."""
-    with trio.fail_after(within):
-        while True:
-            if await _value(condition()):
-                return
-            await trio.sleep(0.01)
-
-
-async def _value(value: Any) -> Any:
-    return await value if hasattr(value, "__await__") else value
 
 
 def tools_then(text: str, *calls: tuple[str, dict[str, Any]]) -> Script:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +26,7 @@ from quart.wrappers.response import ResponseBody
 from quart_schema import validate_request, validate_response
 
 from agent_trio._errors import AgentTrioError
+from agent_trio._logs import note_session
 from agent_trio.agent import (
     AnswerText,
     Chat,
@@ -36,8 +38,9 @@ from agent_trio.agent import (
     Transcript,
 )
 from agent_trio.app._chat_models import ChatIn
-from agent_trio.app._context import current_service
+from agent_trio.app._context import current_metrics, current_service
 from agent_trio.app._errors import ApiError, dependency_problem
+from agent_trio.app._metrics import Metrics
 from agent_trio.app._openapi import document_errors, document_media
 from agent_trio.app._responses import ChatOut, ModelsOut, SessionOut
 from agent_trio.graph import new_id
@@ -93,9 +96,11 @@ def _request_of(data: ChatIn, service: Service) -> ChatRequest:
             f"model_choice: must be one of {', '.join(models)} (LLM_MODELS)",
             field="model_choice",
         )
+    session_id = data.session_id or new_id()
+    note_session(session_id)
     return ChatRequest(
         message=data.message,
-        session_id=data.session_id or new_id(),
+        session_id=session_id,
         user_id=data.user_id,
         metadata=data.metadata or {},
         search_type=data.search_type or "hybrid",
@@ -120,30 +125,81 @@ async def chat(data: ChatIn) -> dict[str, Any]:
     """Answer one message of a session, with the sources it quotes."""
     service = current_service()
     request = _request_of(data, service)
-    limiter = service.limiters["chat"]
-    await _take_slot(limiter, trio.lowlevel.current_task())
+    metrics = current_metrics()
+    slot = _Slot(service, metrics, "chat")
+    await slot.take()
     transcript = Transcript()
     try:
-        result = await _chat_of(service).run(request, transcript, _ignore)
+        with _outcome_counted(metrics):
+            result = await _chat_of(service).run(request, transcript, _ignore)
     except BaseExceptionGroup as group:
         raise _representative(group) from group
     finally:
-        limiter.release()
+        slot.release()
     return _answer(result, request, transcript)
 
 
-async def _take_slot(limiter: trio.CapacityLimiter, owner: object) -> None:
-    """A chat slot for ``owner``, or 503 when none frees up within :data:`SLOT_WAIT`."""
-    with trio.move_on_after(SLOT_WAIT):
-        await limiter.acquire_on_behalf_of(owner)
-        return
-    raise _overloaded()
+class _Slot:
+    """One chat's slot of the ``chat`` limiter; the slot object is the borrower.
+
+    While it holds its token, the chat is registered with the service as an
+    operation in flight (``kind``: ``chat`` or ``stream``), which accounts for it.
+    """
+
+    def __init__(self, service: Service, metrics: Metrics, kind: str) -> None:
+        self._limiter = service.limiters["chat"]
+        self._waits = service.waits
+        self._in_flight = service.in_flight
+        self._metrics = metrics
+        self._kind = kind
+
+    async def take(self) -> None:
+        """Take the slot, or 503 (a ``rejected`` chat) when none frees up within
+        :data:`SLOT_WAIT`."""
+        waiting_since = trio.current_time()
+        with trio.move_on_after(SLOT_WAIT):
+            await self._limiter.acquire_on_behalf_of(self)
+            self._waits.add(self._limiter, trio.current_time() - waiting_since)
+            self._in_flight.begin(self._kind)
+            return
+        self._metrics.chats.labels("rejected").inc()
+        raise _overloaded()
+
+    def release(self) -> bool:
+        """Give the slot back, if it is still held (idempotent); True if it was."""
+        if self not in self._limiter.statistics().borrowers:
+            return False
+        self._limiter.release_on_behalf_of(self)
+        self._in_flight.end(self._kind)
+        return True
+
+    def release_unsent(self) -> None:
+        """For a stream whose body was never sent (the client left before): its chat
+        never ran, and counts as ``interrupted``."""
+        if self.release():
+            self._metrics.chats.labels("interrupted").inc()
 
 
-def _release_slot(limiter: trio.CapacityLimiter, owner: object) -> None:
-    """Give ``owner``'s slot back, if it still holds one (idempotent)."""
-    if owner in limiter.statistics().borrowers:
-        limiter.release_on_behalf_of(owner)
+@contextmanager
+def _outcome_counted(metrics: Metrics) -> Iterator[None]:
+    """Count the chat run in the block by how it ends."""
+    outcome = "failed"
+    try:
+        yield
+        outcome = "complete"
+    except BaseException as exc:
+        if _is_cancellation(exc):
+            outcome = "interrupted"
+        raise
+    finally:
+        metrics.chats.labels(outcome).inc()
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(trio.Cancelled)
+        return rest is None
+    return isinstance(exc, trio.Cancelled)
 
 
 async def _ignore(event: ChatEvent) -> None:
@@ -178,9 +234,10 @@ async def chat_stream(data: ChatIn) -> Response:
     """Answer one message of a session as a stream of events."""
     service = current_service()
     request = _request_of(data, service)
-    limiter = service.limiters["chat"]
-    body = _EventStream(_chat_of(service), request, limiter)
-    await _take_slot(limiter, body.slot)
+    metrics = current_metrics()
+    slot = _Slot(service, metrics, "stream")
+    body = _EventStream(_chat_of(service), request, slot, metrics)
+    await slot.take()
     response = Response(body, content_type="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
@@ -201,6 +258,7 @@ async def chat_models() -> dict[str, Any]:
 @document_errors(404)
 async def get_session(session_id: str) -> dict[str, Any]:
     """A session with its messages, oldest first."""
+    note_session(session_id)
     sessions = current_service().sessions
     session = await sessions.get(session_id)
     if session is None:
@@ -237,17 +295,17 @@ def _event_frame(event: ChatEvent) -> bytes:
 class _EventStream(ResponseBody):
     """The body of a chat stream; owns the chat's slot and, while sent, its nursery."""
 
-    def __init__(self, chat: Chat, request: ChatRequest, limiter: trio.CapacityLimiter) -> None:
+    def __init__(self, chat: Chat, request: ChatRequest, slot: _Slot, metrics: Metrics) -> None:
         self._chat = chat
         self._request = request
-        self._limiter = limiter
+        self._slot = slot
+        self._metrics = metrics
         self._nursery_manager: Any = None
         self._nursery: trio.Nursery | None = None
         self._receive: trio.MemoryReceiveChannel[bytes] | None = None
-        #: who holds the chat slot; if the server drops the response before it sends
-        #: the body (the client left in between), the slot comes back when it goes
-        self.slot = object()
-        weakref.finalize(self, _release_slot, limiter, self.slot)
+        #: if the server drops the response before it sends the body (the client
+        #: left in between), the slot comes back when the body goes
+        weakref.finalize(self, slot.release_unsent)
 
     async def __aenter__(self) -> _EventStream:
         send, self._receive = trio.open_memory_channel[bytes](_FRAME_BUFFER)
@@ -255,8 +313,9 @@ class _EventStream(ResponseBody):
         try:
             self._nursery = await self._nursery_manager.__aenter__()
         except BaseException:
-            self._release()
+            self._slot.release_unsent()
             raise
+        self._metrics.streams_open.inc()
         self._nursery.start_soon(self._produce, send)
         return self
 
@@ -275,10 +334,8 @@ class _EventStream(ResponseBody):
         try:
             await self._nursery_manager.__aexit__(exc_type, exc, tb)
         finally:
-            self._release()
-
-    def _release(self) -> None:
-        _release_slot(self._limiter, self.slot)
+            self._metrics.streams_open.dec()
+            self._slot.release()
 
     async def _produce(self, send: trio.MemorySendChannel[bytes]) -> None:
         async with send:
@@ -294,7 +351,8 @@ class _EventStream(ResponseBody):
             await send(_event_frame(event))
 
         try:
-            result = await self._chat.run(request, transcript, emit)
+            with _outcome_counted(self._metrics):
+                result = await self._chat.run(request, transcript, emit)
         except Exception as exc:
             code, message = _error_of(exc)
             await _send_tools(send, transcript)

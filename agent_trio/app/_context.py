@@ -6,12 +6,15 @@ from quart import Quart, current_app
 
 from agent_trio.app._errors import ApiError
 from agent_trio.app._lifespan import ServiceRunner
+from agent_trio.app._metrics import Metrics
 from agent_trio.service import Service
 
-__all__ = ["RUNNER_KEY", "current_service", "running_service"]
+__all__ = ["METRICS_KEY", "RUNNER_KEY", "current_metrics", "current_service", "running_service"]
 
 #: the app's :class:`ServiceRunner`, the one source of truth for the running service
 RUNNER_KEY = "agent_trio.runner"
+#: the app's :class:`Metrics`
+METRICS_KEY = "agent_trio.metrics"
 
 
 def running_service(app: Quart) -> Service | None:
@@ -26,3 +29,9 @@ def current_service() -> Service:
     if service is None:
         raise ApiError(503, "starting", "the service is not ready", retry_after=2)
     return service
+
+
+def current_metrics() -> Metrics:
+    """The metrics of the running app."""
+    metrics: Metrics = current_app.extensions[METRICS_KEY]
+    return metrics

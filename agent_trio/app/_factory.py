@@ -16,12 +16,13 @@ from quart_schema import Info, QuartSchema, validate_response
 from quart_trio import QuartTrio
 
 from agent_trio._errors import AgentTrioError
+from agent_trio._logs import current_request
 from agent_trio._settings import Settings, load_settings
 from agent_trio._version import __version__
 from agent_trio.app._asgi import FinishResponses
 from agent_trio.app._body import JsonRequest
 from agent_trio.app._chat_routes import blueprint as chat_blueprint
-from agent_trio.app._context import RUNNER_KEY
+from agent_trio.app._context import METRICS_KEY, RUNNER_KEY
 from agent_trio.app._errors import RETRY_AFTER, error_response, install_error_handlers
 from agent_trio.app._knowledge_routes import blueprint as knowledge_blueprint
 from agent_trio.app._lifespan import ServiceRunner
@@ -34,6 +35,7 @@ from agent_trio.app._process import (
     relay_sigterm,
     report_failed_startup,
 )
+from agent_trio.app._request_log import REQUEST_ID_HEADER, RequestLog
 from agent_trio.app._responses import HealthOut
 from agent_trio.service import ServiceHooks, health_report
 
@@ -91,25 +93,32 @@ def create_app(
     runner = ServiceRunner(hooks)
     app.extensions[RUNNER_KEY] = runner
     metrics = Metrics(lambda: runner.service)
+    app.extensions[METRICS_KEY] = metrics
     install_error_handlers(app)
     hypercorn_command = owns_process and not serve_command
     if hypercorn_command:
         keep_sigint_for_trio()  # before trio.run: Hypercorn imports the app first
     _install_lifespan(
-        app, runner, loader, owns_process=owns_process, hypercorn_command=hypercorn_command
+        app,
+        runner,
+        metrics,
+        loader,
+        owns_process=owns_process,
+        hypercorn_command=hypercorn_command,
     )
     _install_request_hooks(app, runner, metrics)
     _install_core_routes(app, runner, metrics)
     app.register_blueprint(knowledge_blueprint)
     app.register_blueprint(chat_blueprint)
     app.register_blueprint(page_blueprint)
-    app.asgi_app = FinishResponses(app.asgi_app)  # type: ignore[method-assign]
+    app.asgi_app = FinishResponses(RequestLog(app.asgi_app))  # type: ignore[method-assign]
     return app
 
 
 def _install_lifespan(
     app: Quart,
     runner: ServiceRunner,
+    metrics: Metrics,
     load: Callable[[], Settings],
     *,
     owns_process: bool,
@@ -123,7 +132,7 @@ def _install_lifespan(
         try:
             settings = load()
             if owns_process:
-                configure_logging(settings.log_level)
+                configure_logging(settings.log_level, settings.log_format)
             service = await runner.start(nursery, settings)
         except* (AgentTrioError, OSError) as group:
             reason = "; ".join(str(exc) for exc in _leaves(group))
@@ -132,6 +141,7 @@ def _install_lifespan(
             else:
                 log.error("agent-trio failed to start: %s", reason)
             raise
+        metrics.attach(service)
         settings = service.settings
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
         app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_timeout_seconds
@@ -139,8 +149,9 @@ def _install_lifespan(
             cors(
                 app,
                 allow_origin=settings.cors_origin_list,
-                allow_headers=["Authorization", "Content-Type"],
+                allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
                 allow_methods=["GET", "POST", "OPTIONS"],
+                expose_headers=[REQUEST_ID_HEADER],  # a page may show it, to quote it
             )
 
     @app.after_serving
@@ -159,6 +170,9 @@ def _install_request_hooks(app: Quart, runner: ServiceRunner, metrics: Metrics) 
     @app.before_request
     async def _guard() -> Response | None:
         g.started = time.perf_counter()
+        context = current_request.get()
+        if context is not None and request.url_rule is not None:
+            context.route = request.url_rule.rule
         service = runner.service
         if request.method == "OPTIONS" or service is None:
             return None

@@ -161,7 +161,7 @@ async def post_document(data: DocumentIn) -> tuple[DocumentCreatedOut, int]:
         document = parse_document(
             data.source, data.content, title=data.title or None, metadata=data.metadata
         )
-        with trio.fail_after(INGEST_DEADLINE):
+        with service.in_flight.track("ingestion"), trio.fail_after(INGEST_DEADLINE):
             outcome = await service.ingestor.ingest(document)
     except IngestError as exc:  # no text to ingest, or a text the embedder refuses
         raise ApiError(422, "invalid_document", str(exc), field="content") from exc

@@ -38,9 +38,11 @@ from types import TracebackType
 import trio
 from hypercorn.utils import LifespanFailureError
 
+from agent_trio._logs import LogFormat, log_handler
 from agent_trio.upstream import use_own_retry_logs
 
 __all__ = [
+    "RelayTo",
     "configure_logging",
     "is_lifespan_failure",
     "keep_sigint_for_trio",
@@ -119,9 +121,10 @@ def report_failed_startup(reason: str, *, quiet_traceback: bool) -> None:
     exits with status 1).
     """
     print(f"agent-trio failed to start: {reason}", file=sys.stderr, flush=True)
-    logging.getLogger(_QUART_APP_LOGGER).addFilter(_drop(lambda text: text == "Exception"))
-    logging.getLogger(_HYPERCORN_LOGGER).addFilter(
-        _drop(lambda text: text.startswith("Running on"))
+    # first, before a relay to our handler (LOG_FORMAT=json) sees them
+    logging.getLogger(_QUART_APP_LOGGER).filters.insert(0, _drop(lambda text: text == "Exception"))
+    logging.getLogger(_HYPERCORN_LOGGER).filters.insert(
+        0, _drop(lambda text: text.startswith("Running on"))
     )
     if quiet_traceback:
         sys.excepthook = _quiet_lifespan_failure(sys.excepthook)
@@ -147,18 +150,36 @@ def is_lifespan_failure(exc: BaseException) -> bool:
     return isinstance(exc, LifespanFailureError)
 
 
-def configure_logging(level: str) -> None:
-    """Send our loggers to stderr, in the ASGI server's format, unless someone already did."""
+def configure_logging(level: str, format: LogFormat = "text") -> None:
+    """Send our loggers to stderr, unless someone already did.
+
+    ``text`` is the ASGI server's format with the request appended; ``json`` is one
+    object per line (``LOG_FORMAT``). Either way each line names its request. In
+    ``json``, Hypercorn's own lines (its start, its errors with their tracebacks)
+    go through our handler too, so that every line of the stream is an object.
+    """
     use_own_retry_logs()
     logger = logging.getLogger("agent_trio")
     logger.setLevel(level)
     if logger.handlers or logging.getLogger().handlers:
         return
-    handler = logging.StreamHandler()
-    handler.setFormatter(
-        logging.Formatter(
-            "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-            "%Y-%m-%d %H:%M:%S %z",
-        )
-    )
+    handler = log_handler(format=format)
     logger.addHandler(handler)
+    if format == "json":
+        logging.getLogger(_HYPERCORN_LOGGER).addFilter(RelayTo(handler))
+
+
+class RelayTo(logging.Filter):
+    """A logger filter that hands each record to ``handler`` instead of the logger's own.
+
+    A filter, not a handler: Hypercorn replaces its logger's handlers when it
+    starts serving, after the app configured logging, and leaves its filters.
+    """
+
+    def __init__(self, handler: logging.Handler) -> None:
+        super().__init__()
+        self.handler = handler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.handler.handle(record)
+        return False

@@ -32,10 +32,16 @@ import neo4j
 import trio
 import trio_asyncio
 
-from agent_trio._errors import GraphUnavailable, ResourceClosed
+from agent_trio._errors import (
+    GraphConstraintError,
+    GraphQueryError,
+    GraphUnavailable,
+    ResourceClosed,
+)
+from agent_trio._waits import WaitTally
 from agent_trio.graph._errors import map_driver_error
 
-__all__ = ["GraphGateway", "GraphTarget", "Record", "Statement", "open_graph"]
+__all__ = ["CallHook", "GraphGateway", "GraphTarget", "Record", "Statement", "open_graph"]
 
 log = logging.getLogger("agent_trio.graph")
 
@@ -51,6 +57,8 @@ _DROP_DEADLINE = 2.0
 
 #: ``on_statement(index, count)``: see :attr:`GraphGateway.on_statement`
 StatementHook = Callable[[int, int], None]
+#: ``on_call(operation, seconds, error)``: see :attr:`GraphGateway.on_call`
+CallHook = Callable[[str, float, str | None], None]
 
 
 class _CallState:
@@ -105,6 +113,12 @@ class GraphGateway:
     statement boundaries, for instrumentation (the tests cut calls there). A call
     cancelled before a boundary of its transaction stops there and rolls back; a
     statement already sent runs to its end.
+
+    ``on_call``, if set, is called as each call returns or raises, with its
+    operation (``query``, ``transaction``, ``ping``), the seconds it took (the wait
+    for a slot included) and, when it failed, the kind of failure (:func:`error_kind`).
+    :attr:`calls_in_flight` counts the calls begun and not yet returned, and
+    :attr:`waits` the time they waited for a slot of either limiter.
     """
 
     def __init__(
@@ -125,6 +139,9 @@ class GraphGateway:
         self._cancel_grace = cancel_grace
         self._closed = False
         self.on_statement: StatementHook | None = None
+        self.on_call: CallHook | None = None
+        self.waits = WaitTally()
+        self._calls_in_flight = 0
         #: the health check's own slots, beside the shared limiter: the driver's pool
         #: keeps two connections beyond the shared limiter's tokens (``_pool_size``)
         self.health_limiter = trio.CapacityLimiter(_HEALTH_SLOTS)
@@ -138,7 +155,9 @@ class GraphGateway:
     async def transaction(self, statements: Sequence[Statement]) -> list[list[Record]]:
         """Run statements in one explicit transaction: all of them commit, or none."""
         todo = list(statements)
-        return await self._call(lambda call: self._aio_transaction(todo, call))
+        return await self._call(
+            lambda call: self._aio_transaction(todo, call), operation="transaction"
+        )
 
     async def ping(self) -> None:
         """One trivial round trip; raises :class:`GraphUnavailable` if it fails."""
@@ -154,13 +173,20 @@ class GraphGateway:
         await self._ping(self.health_limiter)
 
     @property
+    def calls_in_flight(self) -> int:
+        """Calls begun (waiting for a slot, or running) and not yet returned."""
+        return self._calls_in_flight
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
     # -- plumbing ------------------------------------------------------------
     async def _ping(self, limiter: trio.CapacityLimiter) -> None:
         statement = Statement("RETURN 1 AS ok")
-        rows = await self._call(lambda call: self._aio_query(statement, call), limiter=limiter)
+        rows = await self._call(
+            lambda call: self._aio_query(statement, call), limiter=limiter, operation="ping"
+        )
         if not rows or rows[0].get("ok") != 1:
             raise GraphUnavailable(f"graph database answered {rows!r} to RETURN 1")
 
@@ -169,12 +195,31 @@ class GraphGateway:
         work: Callable[[_CallState], Coroutine[Any, Any, T]],
         *,
         limiter: trio.CapacityLimiter | None = None,
+        operation: str = "query",
     ) -> T:
         """Run ``work`` on the driver's loop under ``limiter`` (the shared one by default)."""
         if self._closed:
             raise ResourceClosed("the graph gateway is closed")
+        self._calls_in_flight += 1
+        began = trio.current_time()
+        failure: str | None = None
         try:
-            async with limiter or self.limiter:
+            return await self._run_call(work, limiter or self.limiter)
+        except BaseException as exc:
+            failure = error_kind(exc)
+            raise
+        finally:
+            self._calls_in_flight -= 1
+            if self.on_call is not None:
+                self.on_call(operation, trio.current_time() - began, failure)
+
+    async def _run_call(
+        self, work: Callable[[_CallState], Coroutine[Any, Any, T]], limiter: trio.CapacityLimiter
+    ) -> T:
+        try:
+            waiting_since = trio.current_time()
+            async with limiter:
+                self.waits.add(limiter, trio.current_time() - waiting_since)
                 call = _CallState()
                 coro = work(call)
                 try:
@@ -272,6 +317,22 @@ class GraphGateway:
             log.warning(
                 "closing the graph driver took longer than %.0f s; left it", _CLOSE_DEADLINE
             )
+
+
+def error_kind(exc: BaseException) -> str:
+    """The kind of a failed call, for metrics: ``unavailable``, ``query``, ``constraint``,
+    ``closed``, ``cancelled`` (the caller gave up; not the graph's fault) or ``other``."""
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(trio.Cancelled)
+        return "cancelled" if rest is None else "other"
+    kinds: tuple[tuple[type[BaseException], str], ...] = (
+        (trio.Cancelled, "cancelled"),
+        (GraphUnavailable, "unavailable"),
+        (GraphConstraintError, "constraint"),
+        (GraphQueryError, "query"),
+        (ResourceClosed, "closed"),
+    )
+    return next((kind for cls, kind in kinds if isinstance(exc, cls)), "other")
 
 
 def _pool_size(limiter: trio.CapacityLimiter) -> int:

@@ -66,7 +66,8 @@ _DELETE_BATCH = 5000
 class KnowledgeStore:
     """Reads and writes the knowledge graph. ``dimensions`` is the embedder's.
 
-    ``write_limiter`` bounds concurrent replacements (default: one at a time).
+    ``write_limiter`` bounds concurrent replacements (default: one at a time); the
+    waits for it are tallied with the gateway's (``gateway.waits``).
     """
 
     def __init__(
@@ -134,7 +135,9 @@ class KnowledgeStore:
         statements = replace_statements(
             versions, dimensions=self.dimensions, now=utc_now_iso(), batch_size=_WRITE_BATCH
         )
+        waiting_since = trio.current_time()
         async with self.write_limiter:
+            self._gateway.waits.add(self.write_limiter, trio.current_time() - waiting_since)
             await self._gateway.transaction(statements)
 
     async def delete_all(self) -> int:
@@ -143,7 +146,9 @@ class KnowledgeStore:
         Deletes in batches of bounded size, so a large graph does not need one huge
         transaction; if interrupted, run it again.
         """
+        waiting_since = trio.current_time()
         async with self.write_limiter:
+            self._gateway.waits.add(self.write_limiter, trio.current_time() - waiting_since)
             return await self._delete_in_batches()
 
     async def _delete_in_batches(self) -> int:

@@ -2,6 +2,7 @@
 
 from agent_trio.service._configs import embedding_config, engine_config, llm_config
 from agent_trio.service._health import health_report
+from agent_trio.service._leaks import InFlight, LeakWatch, Suspect
 from agent_trio.service._service import (
     LimiterStats,
     Service,
@@ -11,9 +12,12 @@ from agent_trio.service._service import (
 )
 
 __all__ = [
+    "InFlight",
+    "LeakWatch",
     "LimiterStats",
     "Service",
     "ServiceHooks",
+    "Suspect",
     "embedding_config",
     "engine_config",
     "health_report",

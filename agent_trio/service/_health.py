@@ -36,9 +36,10 @@ async def health_report(service: Service) -> dict[str, Any]:
         }
     else:
         llm = _check_upstream(service.llm.statistics().breaker, service.settings.summary()["llm"])
+    leaks = _check_leaks(service)
     if graph["status"] != "ok":
         status = "unhealthy"
-    elif embedder["status"] != "ok" or llm["status"] != "ok":
+    elif embedder["status"] != "ok" or llm["status"] != "ok" or leaks["status"] != "ok":
         status = "degraded"
     else:
         status = "healthy"
@@ -46,7 +47,7 @@ async def health_report(service: Service) -> dict[str, Any]:
         "status": status,
         "version": service.version,
         "uptime_seconds": round(service.uptime_seconds(), 3),
-        "checks": {"graph": graph, "embedder": embedder, "llm": llm},
+        "checks": {"graph": graph, "embedder": embedder, "llm": llm, "leaks": leaks},
         "limiters": {
             name: dataclasses.asdict(stats) for name, stats in service.limiter_statistics().items()
         },
@@ -76,6 +77,15 @@ async def _check_graph(service: Service) -> dict[str, Any]:
         "detail": detail,
         **service.settings.summary()["graph"],
     }
+
+
+def _check_leaks(service: Service) -> dict[str, Any]:
+    suspects = service.leaks.suspects
+    if suspects:
+        detail = "limiter leak suspected: " + "; ".join(s.describe() for s in suspects)
+        return {"status": "error", "detail": detail, "checks": service.leaks.checks}
+    detail = "every limiter's tokens are held by operations in flight"
+    return {"status": "ok", "detail": detail, "checks": service.leaks.checks}
 
 
 def _check_upstream(breaker: BreakerStats | None, summary: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from agent_trio._errors import AgentTrioError, ConfigError
 from agent_trio._limiter_stats import LimiterStats
 from agent_trio._settings import Settings
 from agent_trio._version import __version__
+from agent_trio._waits import WaitStats, WaitTally
 from agent_trio.engine import EngineInfo
 from agent_trio.extract import extractor_for
 from agent_trio.graph import (
@@ -43,6 +44,7 @@ from agent_trio.ingest import Ingestor
 from agent_trio.search import Searcher
 from agent_trio.service._configs import embedding_config, llm_config
 from agent_trio.service._engine import engine_or_external, warm_imports
+from agent_trio.service._leaks import InFlight, LeakWatch
 from agent_trio.upstream import Embedder, LlmClient, open_embedder, open_llm
 
 __all__ = ["LimiterStats", "Service", "ServiceHooks", "open_service", "serve_service"]
@@ -93,7 +95,17 @@ class Service:
     engine: EngineInfo | None
     sessions: SessionStore
     started_at: float = field(default_factory=time.monotonic)
+    #: waits for the limiters the service hands out itself (``chat``)
+    waits: WaitTally = field(default_factory=WaitTally)
+    #: chats, streams and ingestions in flight (their owners register them)
+    in_flight: InFlight = field(default_factory=InFlight)
+    leaks: LeakWatch = field(init=False, repr=False)
     _stop: trio.Event = field(default_factory=trio.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        self.leaks = LeakWatch(
+            self._borrowed, self.accounted_tokens, grace=self.settings.leak_check_grace
+        )
 
     @property
     def version(self) -> str:
@@ -109,6 +121,55 @@ class Service:
     def limiter_statistics(self) -> dict[str, LimiterStats]:
         """Each limiter the service uses, by name, as it is now."""
         return {name: LimiterStats.of(limiter) for name, limiter in self.limiters.items()}
+
+    def operations_in_flight(self) -> dict[str, int]:
+        """Chats, streams, ingestions, graph calls and upstream attempts in flight."""
+        out = self.in_flight.counts()
+        out["graph_call"] = self.graph.calls_in_flight
+        for name, attempts in self._upstream_attempts().items():
+            out[f"{name}_attempt"] = attempts
+        return out
+
+    def accounted_tokens(self) -> dict[str, int]:
+        """For each limiter, the most tokens the operations in flight can hold now
+        (see ``_leaks``)."""
+        ops = self.in_flight.counts()
+        graph_calls = self.graph.calls_in_flight
+        out = {
+            "chat": ops["chat"] + ops["stream"],
+            "graph": graph_calls,
+            "graph_health": graph_calls,
+            "write": graph_calls,
+        }
+        out.update(self._upstream_attempts())
+        return {name: count for name, count in out.items() if name in self.limiters}
+
+    def _upstream_attempts(self) -> dict[str, int]:
+        out = {"embedding": self.embedder.statistics().attempts_in_flight}
+        if self.llm is not None:
+            out["llm"] = self.llm.statistics().attempts_in_flight
+        return out
+
+    def _borrowed(self) -> dict[str, int]:
+        return {name: stats.borrowed for name, stats in self.limiter_statistics().items()}
+
+    def limiter_waits(self) -> dict[str, WaitStats]:
+        """For each limiter, and each upstream's rate limiter (``<upstream>_rate``):
+        acquisitions so far and the seconds they waited in all."""
+        out: dict[str, WaitStats] = {}
+        for name, limiter in self.limiters.items():
+            if name in ("embedding", "llm"):
+                continue  # the clients tally their own, below
+            out[name] = self.graph.waits.of(limiter) if name != "chat" else self.waits.of(limiter)
+        clients = [("embedding", self.embedder.statistics().waits)]
+        if self.llm is not None:
+            clients.append(("llm", self.llm.statistics().waits))
+        for name, waits in clients:
+            if "limiter" in waits:
+                out[name] = waits["limiter"]
+            if "rate" in waits:
+                out[f"{name}_rate"] = waits["rate"]
+        return out
 
 
 def _graph_target(settings: Settings, engine: EngineInfo | None) -> GraphTarget:
@@ -128,7 +189,8 @@ async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
     """
     summary = None
     try:
-        summary = await service.ingestor.ingest_paths(paths)
+        with service.in_flight.track("ingestion"):
+            summary = await service.ingestor.ingest_paths(paths)
     except* AgentTrioError as group:
         for exc in _leaves(group):
             log.error("INGEST_ON_START failed: %s", exc)
@@ -237,6 +299,7 @@ async def open_service(
             llm.model if llm else "none (extractive answers)",
         )
         async with trio.open_nursery() as background:
+            await background.start(service.leaks.run, settings.leak_check_interval_seconds)
             if settings.ingest_on_start_paths:
                 background.start_soon(_ingest_on_start, service, settings.ingest_on_start_paths)
             try:

@@ -16,6 +16,7 @@ without a verdict gives its turn back, so another caller can probe.
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ import trio
 from agent_trio._errors import CircuitOpen
 
 __all__ = ["BreakerState", "BreakerStats", "CircuitBreaker", "Permit"]
+
+log = logging.getLogger("agent_trio.upstream")
 
 
 class BreakerState(enum.Enum):
@@ -103,6 +106,7 @@ class CircuitBreaker:
         if state is BreakerState.HALF_OPEN and not self._probing:
             self._state = BreakerState.HALF_OPEN
             self._probing = True
+            log.info("%s circuit breaker half-open: one probe request goes through", self.name)
             return Permit(self, probe=True)
         raise self._open_error()
 
@@ -120,6 +124,8 @@ class CircuitBreaker:
     def _on_success(self, permit: Permit) -> None:
         if permit.probe:
             self._probing = False
+        if self._state is not BreakerState.CLOSED:
+            log.info("%s circuit breaker closed: the upstream answered", self.name)
         self._state = BreakerState.CLOSED
         self._failures = 0
 
@@ -137,9 +143,18 @@ class CircuitBreaker:
             self._probing = False
 
     def _open(self) -> None:
+        probe_failed = self._state is BreakerState.HALF_OPEN
         self._state = BreakerState.OPEN
         self._opened_at = trio.current_time()
         self.times_opened += 1
+        log.warning(
+            "%s circuit breaker opened %s; failing fast for %.3g s",
+            self.name,
+            "again: the probe failed"
+            if probe_failed
+            else f"after {self._failures} consecutive failures",
+            self.cooldown,
+        )
 
     def _cooldown_left(self) -> float:
         return self._opened_at + self.cooldown - trio.current_time()

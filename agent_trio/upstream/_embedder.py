@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import trio
 
 from agent_trio._errors import AgentTrioError, UpstreamProtocolError
 from agent_trio._limiter_stats import LimiterStats
+from agent_trio._waits import WaitStats
 from agent_trio.upstream._batcher import BatcherStats
 from agent_trio.upstream._upstream import Upstream, UpstreamStats
 
@@ -49,6 +50,10 @@ class EmbedderStats:
     upstream: UpstreamStats | None = None
     query_batches: BatcherStats | None = None
     max_seq_length: int | None = None
+    #: calls of the model, or attempts of the HTTP upstream, begun and not yet over
+    attempts_in_flight: int = 0
+    #: the waits for the limiter (``limiter``) and, over HTTP, for the rate (``rate``)
+    waits: Mapping[str, WaitStats] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -186,7 +191,14 @@ class HttpEmbedder:
             "batches": self.batches_sent,
             "texts_truncated": self._policy.truncated,
         }
-        return EmbedderStats(upstream.closed, upstream.limiter, counters, upstream)
+        return EmbedderStats(
+            upstream.closed,
+            upstream.limiter,
+            counters,
+            upstream,
+            attempts_in_flight=upstream.attempts_in_flight,
+            waits=upstream.waits,
+        )
 
     @property
     def closed(self) -> bool:

@@ -35,6 +35,7 @@ import trio
 
 from agent_trio._errors import ConfigError, ResourceClosed, UpstreamProtocolError
 from agent_trio._limiter_stats import LimiterStats
+from agent_trio._waits import WaitTally
 from agent_trio.upstream._batcher import QueryBatcher
 from agent_trio.upstream._embedder import EmbedderStats, LongTexts, TextPolicy
 
@@ -139,6 +140,9 @@ class LocalEmbedder:
         self.texts_embedded = 0
         self.texts_windowed = 0
         self.inference_seconds = 0.0
+        #: inference calls begun (waiting for the limiter, or running) and not yet over
+        self.calls_in_flight = 0
+        self.waits = WaitTally()
         self._queries = QueryBatcher(self._embed, max_batch=inference_batch, window=query_window)
 
     async def serve_queries(
@@ -180,6 +184,8 @@ class LocalEmbedder:
             },
             query_batches=self._queries.statistics(),
             max_seq_length=getattr(self._model, "max_seq_length", None),
+            attempts_in_flight=self.calls_in_flight,
+            waits={"limiter": self.waits.of(self.limiter)},
         )
 
     @property
@@ -199,10 +205,16 @@ class LocalEmbedder:
             chunk = texts[start : start + self.inference_batch]
             if self._closed:
                 raise ResourceClosed("the local embedder is closed")
-            async with self.limiter:
-                begun = trio.current_time()
-                array, windowed = await trio.to_thread.run_sync(self._encode, chunk)
-                self.inference_seconds += trio.current_time() - begun
+            self.calls_in_flight += 1
+            try:
+                waiting_since = trio.current_time()
+                async with self.limiter:
+                    begun = trio.current_time()
+                    self.waits.add(self.limiter, begun - waiting_since)
+                    array, windowed = await trio.to_thread.run_sync(self._encode, chunk)
+                    self.inference_seconds += trio.current_time() - begun
+            finally:
+                self.calls_in_flight -= 1
             vectors.extend(self._check(array, len(chunk)))
             self.texts_windowed += windowed
         self.texts_embedded += len(texts)

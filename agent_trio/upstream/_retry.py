@@ -65,6 +65,7 @@ def final_errors(counters: dict[str, int]) -> Iterator[None]:
         error = exc.error
         if exc.kind in RETRYABLE:
             counters["gave_up"] += 1
+        log.warning("%s; %s", error, "gave up" if exc.kind in RETRYABLE else "not retried")
         raise error from exc.__cause__
 
 

@@ -36,7 +36,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -49,6 +49,7 @@ from agent_trio._errors import (
     UpstreamUnavailable,
 )
 from agent_trio._limiter_stats import LimiterStats
+from agent_trio._waits import WaitStats, WaitTally
 from agent_trio.upstream._adaptive import AdaptiveLimits, AdaptiveStats, Ticket
 from agent_trio.upstream._breaker import BreakerStats, CircuitBreaker, Permit
 from agent_trio.upstream._failures import (
@@ -106,6 +107,10 @@ class UpstreamStats:
     breaker: BreakerStats
     adaptive: AdaptiveStats
     counters: Mapping[str, int]
+    #: attempts begun (waiting for the rate or a slot, or sent) and not yet over
+    attempts_in_flight: int = 0
+    #: the waits for a slot (``limiter``) and for the rate (``rate``)
+    waits: Mapping[str, WaitStats] = field(default_factory=dict)
 
 
 class Upstream:
@@ -154,6 +159,10 @@ class Upstream:
         self.attempt_timeout = attempt_timeout
         self._wall_clock = tuning.wall_clock
         self._closed = False
+        #: attempts begun (waiting for the rate or a slot, or sent) and not yet over
+        self.attempts_in_flight = 0
+        #: waits for the rate (``self.rate``) and for a slot (``self.limiter``)
+        self.waits = WaitTally()
         self.counters: dict[str, int] = dict.fromkeys(
             ["attempts", "succeeded", "retries", "gave_up", "circuit_open"]
             + [kind.value for kind in FailureKind],
@@ -224,6 +233,8 @@ class Upstream:
             breaker=self.breaker.statistics(),
             adaptive=self.adaptive.statistics(),
             counters=dict(self.counters),
+            attempts_in_flight=self.attempts_in_flight,
+            waits={"limiter": self.waits.of(self.limiter), "rate": self.waits.of(self.rate)},
         )
 
     async def _attempt(self, request: httpx.Request, parse: Callable[[Any], T]) -> T:
@@ -284,10 +295,23 @@ class Upstream:
     async def _admitted(self) -> AsyncIterator[tuple[Reservation, Ticket, Permit]]:
         self.check_open()
         self._fail_fast()
+        self.attempts_in_flight += 1
+        try:
+            async with self._admitted_now() as admitted:
+                yield admitted
+        finally:
+            self.attempts_in_flight -= 1
+
+    @asynccontextmanager
+    async def _admitted_now(self) -> AsyncIterator[tuple[Reservation, Ticket, Permit]]:
+        waiting_since = trio.current_time()
         async with self.rate.reserve() as reservation:
+            self.waits.add(self.rate, trio.current_time() - waiting_since)
             rate_waited = self.rate.saturated()
             while True:
+                waiting_since = trio.current_time()
                 async with self.limiter:
+                    self.waits.add(self.limiter, trio.current_time() - waiting_since)
                     if not self.rate.paused():
                         self.check_open()
                         permit = self._permit()

@@ -9,7 +9,7 @@ content (unchanged documents are skipped).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -26,6 +26,7 @@ from agent_trio import Settings
 from agent_trio.app import create_app, running_service
 from agent_trio.engine import EngineInfo
 from agent_trio.service import Service, ServiceHooks
+from tests.support.fake_llm import FakeLlm, Script, Text
 from tests.support.service import fake_api_settings, fake_embedder, running
 
 __all__ = [
@@ -34,7 +35,9 @@ __all__ = [
     "chat_settings",
     "data_frames",
     "limiters_idle",
+    "llm_chat",
     "open_chat_app",
+    "poll",
     "serve_app",
 ]
 
@@ -133,3 +136,32 @@ def data_frames(lines: Iterable[str]) -> list[dict[str, Any]]:
 
 def limiters_idle(service: Service) -> bool:
     return all(s.borrowed == 0 and s.waiting == 0 for s in service.limiter_statistics().values())
+
+
+@asynccontextmanager
+async def llm_chat(
+    engine_info: EngineInfo, tmp_path: Path, script: Script, **settings: Any
+) -> AsyncIterator[tuple[ChatApp, FakeLlm]]:
+    """The chat app with the corpus, its LLM the fake on loopback answering ``script``."""
+    fake = FakeLlm([Text("{}")])  # what ingestion's extraction gets, if it asks
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(fake.serve)
+        config = chat_settings(tmp_path, url, **settings)
+        async with open_chat_app(config, engine_info) as app:
+            fake.requests.clear()
+            fake.script = script
+            yield app, fake
+        nursery.cancel_scope.cancel()
+
+
+async def poll(condition: Callable[[], Any], *, within: float = 10.0) -> None:
+    """Wait, in steps of 10 ms, for ``condition()`` to hold; fail after ``within`` s."""
+    with trio.fail_after(within):
+        while True:
+            if await _value(condition()):
+                return
+            await trio.sleep(0.01)
+
+
+async def _value(value: Any) -> Any:
+    return await value if hasattr(value, "__await__") else value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import trio
 
@@ -67,3 +69,32 @@ async def test_probe_without_verdict_gives_its_turn_back(autojump_clock: trio.ab
     assert breaker.state is BreakerState.HALF_OPEN
     second = breaker.permit()
     assert second.probe
+
+
+async def test_each_transition_is_one_log_line(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent_trio.upstream")
+    breaker = CircuitBreaker("llm", threshold=2, cooldown=10.0)
+    _fail(breaker, 2)
+    for _ in range(3):
+        with pytest.raises(CircuitOpen):
+            breaker.check()  # refusals are counted, not logged
+    await trio.sleep(10)
+    breaker.permit().failure()
+    await trio.sleep(10)
+    breaker.permit().success()
+    breaker.permit().success()  # closed already: nothing to say
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            "llm circuit breaker opened after 2 consecutive failures; failing fast for 10 s",
+        ),
+        (logging.INFO, "llm circuit breaker half-open: one probe request goes through"),
+        (
+            logging.WARNING,
+            "llm circuit breaker opened again: the probe failed; failing fast for 10 s",
+        ),
+        (logging.INFO, "llm circuit breaker half-open: one probe request goes through"),
+        (logging.INFO, "llm circuit breaker closed: the upstream answered"),
+    ]

@@ -160,6 +160,32 @@ async def test_each_retry_is_logged_with_the_upstream_and_its_failure(
     assert "retry 2 " in second
 
 
+async def test_a_call_that_fails_for_good_is_one_more_line_and_counts_its_waits(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = fake_embeddings(status=503)
+    caplog.set_level(logging.INFO, logger="agent_trio.upstream")
+    settings = embedding_settings(upstream_max_attempts=2, upstream_breaker_threshold=10)
+    async with open_embedder(
+        embedding_config(settings), transport=fake.transport(), tuning=quick_tuning()
+    ) as embedder:
+        with pytest.raises(UpstreamUnavailable):
+            await embedder.embed(["hello"])
+        fake.status = 400
+        with pytest.raises(UpstreamRejected):
+            await embedder.embed(["hello"])
+        stats = embedder.statistics()
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "agent_trio.upstream"]
+    assert [level for level, _ in lines] == [logging.WARNING] * 3
+    retried, gave_up, rejected = (message for _, message in lines)
+    assert "retry 1 " in retried
+    assert gave_up == "embedding upstream failed with HTTP 503: unavailable; gave up"
+    assert rejected.endswith("with HTTP 400: unavailable; not retried")
+    # three attempts, each let through by the rate limiter and given a slot
+    assert stats.attempts_in_flight == 0
+    assert stats.waits["limiter"].count == stats.waits["rate"].count == 3
+
+
 async def test_invalid_json_fails_at_once(autojump_clock: trio.abc.Clock) -> None:
     async def script(number: int, request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, text="<html>gateway</html>")
