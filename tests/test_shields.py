@@ -5,6 +5,7 @@ Virtual time (``autojump_clock``): the deadlines are asserted exactly.
 
 from __future__ import annotations
 
+import gc
 import threading
 from typing import Any
 
@@ -19,6 +20,7 @@ from agent_trio.app._asgi import LAST_SEND_DEADLINE, FinishResponses
 from agent_trio.app._lifespan import STOP_MARGIN, ServiceRunner
 from agent_trio.service import _engine
 from agent_trio.upstream._sse import LineReader
+from tests.support.fake_llm import FakeLlm, Text
 
 # -- the last part of a response ---------------------------------------------------
 
@@ -186,3 +188,24 @@ async def test_stop_has_its_own_deadline(
             assert "did not finish closing" in caplog.text
         await runner.stop()  # idempotent
         assert trio.current_time() - began == took
+
+
+async def test_a_stream_left_between_chunks_leaves_no_generator_to_the_collector() -> None:
+    """httpx reads a body through nested async generators; a reader closed between two
+    chunks (the client left while its answer streamed) ends every one of them, so none
+    is finalized by the garbage collector (which Trio reports, and the suite fails on)."""
+    pause = trio.Event()
+    llm = FakeLlm([Text("one two three four", pieces=4, pause=pause)])
+    async with trio.open_nursery() as nursery:
+        base = await nursery.start(llm.serve)
+        async with httpx.AsyncClient() as http:
+            body = {"model": "fake-model", "stream": True, "messages": []}
+            async with http.stream("POST", f"{base}/chat/completions", json=body) as response:
+                reader = LineReader(response)
+                assert (await reader.next_line() or "").startswith("data:")  # the first piece
+                await reader.aclose()  # while every generator waits at its yield
+            del reader, response
+            gc.collect()
+            await trio.testing.wait_all_tasks_blocked()  # Trio finalizes what was collected
+        pause.set()
+        nursery.cancel_scope.cancel()

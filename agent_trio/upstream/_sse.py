@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +31,14 @@ from agent_trio.upstream._messages import (
 
 __all__ = ["DONE", "DeltaAssembler", "LineReader", "SseDecoder"]
 
+log = logging.getLogger("agent_trio.upstream")
+
 DONE = "[DONE]"
 #: finalizing a stream's iterator is local work; bounded all the same
 _CLOSE_DEADLINE = 5.0
+#: when a reader is left early, at most this many buffered chunks are skipped while
+#: its iterators are ended from the inside (see :meth:`LineReader.aclose`)
+_MOST_BUFFERED_CHUNKS = 64
 
 
 class LineReader:
@@ -83,6 +89,27 @@ class LineReader:
         self._buffer = rest
 
     async def aclose(self) -> None:
+        """Finalize the body's iterator, and every iterator nested in it.
+
+        httpx reads a body through several nested async generators, down to
+        httpcore's. Closing the outer one while they all wait at a ``yield`` (the
+        reader left between two chunks) ends only the outer one, and the garbage
+        collector finalizes the rest (Trio reports each). So each is first ended from
+        the inside: the next read runs in a cancelled scope, its ``Cancelled`` passes
+        up through every level, and httpcore drops the connection as it goes. What
+        was already buffered may come out first (a bounded number of chunks).
+        """
+        if not self._eof:
+            with trio.CancelScope(shield=True) as ending:
+                ending.cancel()
+                try:
+                    for _ in range(_MOST_BUFFERED_CHUNKS):
+                        await self._chunks.__anext__()
+                except StopAsyncIteration:
+                    pass
+                except Exception as exc:  # a broken body: nothing left to read anyway
+                    log.debug("reading the rest of an abandoned stream: %r", exc)
+            self._eof = True
         aclose = getattr(self._chunks, "aclose", None)
         if aclose is not None:
             with trio.move_on_after(_CLOSE_DEADLINE, shield=True):
