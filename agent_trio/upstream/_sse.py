@@ -33,6 +33,8 @@ __all__ = ["DONE", "DeltaAssembler", "LineReader", "SseDecoder"]
 DONE = "[DONE]"
 #: finalizing a stream's iterator is local work; bounded all the same
 _CLOSE_DEADLINE = 5.0
+#: buffered chunks read (and dropped) at most while a left stream is unwound
+_UNWIND_CHUNKS = 1000
 
 
 class LineReader:
@@ -83,10 +85,32 @@ class LineReader:
         self._buffer = rest
 
     async def aclose(self) -> None:
-        aclose = getattr(self._chunks, "aclose", None)
-        if aclose is not None:
-            with trio.move_on_after(_CLOSE_DEADLINE, shield=True):
+        """Finish the body's iterators: shielded, bounded, idempotent.
+
+        httpx reads a body through a chain of async generators (its own and
+        httpcore's). Closing the outermost one leaves the others suspended at their
+        ``yield`` for the garbage collector, which Trio reports, when the body was
+        left between two reads (a chat cancelled while it handled an event). So the
+        chain is first unwound from the inside: the next reads run under a cancelled
+        scope, and the innermost generator raises at its socket read, which ends
+        every generator around it (chunks already buffered are read and dropped).
+        """
+        with trio.move_on_after(_CLOSE_DEADLINE, shield=True):
+            if not self._eof:
+                self._eof = True
+                await self._unwind()
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
                 await aclose()
+
+    async def _unwind(self) -> None:
+        with trio.CancelScope() as unwinding:
+            unwinding.cancel()
+            try:
+                for _ in range(_UNWIND_CHUNKS):
+                    await self._chunks.__anext__()
+            except (StopAsyncIteration, httpx.HTTPError):
+                pass  # the chain has ended
 
 
 class SseDecoder:
