@@ -6,9 +6,10 @@ from quart import Quart, current_app
 
 from agent_trio.app._errors import ApiError
 from agent_trio.app._lifespan import ServiceRunner
+from agent_trio.app._streams import OpenStreams
 from agent_trio.service import Service
 
-__all__ = ["RUNNER_KEY", "current_service", "running_service"]
+__all__ = ["RUNNER_KEY", "current_service", "current_streams", "running_service", "streams_of"]
 
 #: the app's :class:`ServiceRunner`, the one source of truth for the running service
 RUNNER_KEY = "agent_trio.runner"
@@ -26,3 +27,14 @@ def current_service() -> Service:
     if service is None:
         raise ApiError(503, "starting", "the service is not ready", retry_after=2)
     return service
+
+
+def streams_of(app: Quart) -> OpenStreams:
+    """The open chat streams of ``app``; closing them is how a stop begins."""
+    runner: ServiceRunner = app.extensions[RUNNER_KEY]
+    return runner.streams
+
+
+def current_streams() -> OpenStreams:
+    """The open chat streams of the running app."""
+    return streams_of(current_app)
