@@ -24,11 +24,11 @@ chat passes them:
 A cut cancels the request's whole cancel scope, as a client that leaves does.
 What each cut must leave, in the session (fresh for each run):
 
-* before the statement that opens the turn is sent: no message at all;
-* at that statement: the user's message alone (the engine runs a statement it was
-  sent to its end; the chat saw no answer and stored none);
-* after it, until the answer is stored: the user's message and the assistant's,
-  ``interrupted``, with exactly the text and tool calls the chat had recorded;
+* before the statement that writes the user's message is sent: no message at all;
+* from that statement on (the engine runs a statement it was sent to its end, so
+  the message is there even though the call was cancelled), until the answer is
+  stored: the user's message and the assistant's, ``interrupted``, with exactly the
+  text and tool calls the chat had recorded;
 * from the store of the answer on (it is shielded): the assistant's ``complete``.
 
 After every run: no borrowed or waiting token on any limiter, the same tasks as
@@ -214,9 +214,6 @@ def expected_after(points: Sequence[Point], cut: int) -> Expected:
     at = cut - 1
     if at <= opening:
         return Expected(())
-    if at == opening + 1:
-        assert points[at].kind == "statement"  # the turn's statement, sent
-        return Expected((("user", "complete"),))
     frames = [p.detail.split(":", 1) for p in points[: at + 1] if p.kind == "frame"]
     text = "".join(content for kind, content in frames if kind == "text")
     tools = tuple(call_id for kind, call_id in frames if kind == "tool_call")
