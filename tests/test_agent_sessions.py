@@ -121,3 +121,22 @@ async def test_unknown_session(store: tuple[SessionStore, Clock]) -> None:
     sessions, _ = store
     assert await sessions.get("nobody") is None
     assert await sessions.messages("nobody") == []
+
+
+async def test_a_reply_is_written_only_after_its_question(
+    store: tuple[SessionStore, Clock],
+) -> None:
+    """``reply_to``: the answer of a turn cut while its question was being written."""
+    sessions, _ = store
+    await sessions.add_message("s-4", "assistant", "", status="interrupted", reply_to="never")
+    assert await sessions.get("s-4") is None
+    assert await sessions.messages("s-4") == []
+    turn = await sessions.open_turn("s-4", "question", message_id="asked")
+    assert turn.user_message.id == "asked"
+    await sessions.add_message("s-4", "assistant", "", status="interrupted", reply_to="asked")
+    messages = await sessions.messages("s-4")
+    assert [(m.role, m.status, m.content) for m in messages] == [
+        ("user", "complete", "question"),
+        ("assistant", "interrupted", ""),
+    ]
+    assert messages[0].id == "asked"

@@ -16,13 +16,15 @@ from agent_trio.graph import ChunkHit, MessageRow
 from agent_trio.search import Searcher
 from tests.support.chat import (
     ChatApp,
+    chat_settings,
     data_frames,
     limiters_idle,
     llm_chat,
+    open_chat_app,
     poll,
     serve_app,
 )
-from tests.support.fake_llm import Calls, Fail, Hold, Reply, Script, Text
+from tests.support.fake_llm import Calls, Fail, FakeLlm, Hold, Reply, Script, Text
 
 pytestmark = pytest.mark.engine
 
@@ -311,3 +313,49 @@ async def test_waiting_for_a_chat_slot_is_bounded_and_cancellable(
         assert results[0][0] == 200
         assert len(fake.requests) == 1  # neither of the others reached the model
         assert limiters_idle(app.service)
+
+
+async def test_stopping_the_app_ends_an_open_stream_with_shutting_down(
+    engine_info: EngineInfo, tmp_path: Path
+) -> None:
+    held = trio.Event()  # never set: the model's answer stops after its first words
+    first = "Held words. "
+    fake = FakeLlm([Text(first + "The rest.", pieces=2, pause=held)])
+    body = {"message": "Talk until I stop you.", "session_id": "s-stop"}
+    text_seen, streamed = trio.Event(), trio.Event()
+    received: list[str] = []
+
+    async def stream(app: ChatApp) -> None:
+        headers = {"Content-Type": "application/json"}
+        async with app.client.request("/chat/stream", method="POST", headers=headers) as conn:
+            await conn.send(json.dumps(body).encode())
+            await conn.send_complete()
+            while True:
+                try:
+                    received.append((await conn.receive()).decode())
+                except trio.EndOfChannel:
+                    break
+                if '"type": "text"' in "".join(received):
+                    text_seen.set()
+        streamed.set()
+
+    async with trio.open_nursery() as nursery:
+        config = chat_settings(tmp_path, await nursery.start(fake.serve))
+        async with open_chat_app(config, engine_info, corpus=False) as app:
+            nursery.start_soon(stream, app)  # it outlives the app's lifespan
+            with trio.fail_after(30):
+                await text_seen.wait()
+        with trio.fail_after(30):
+            await streamed.wait()
+        frames = data_frames("".join(received).splitlines())
+        assert [f["type"] for f in frames] == ["session", "model", "text", "error"]
+        assert frames[-1]["code"] == "shutting_down"
+        assert frames[-1]["content"] == frames[-1]["message"]
+        assert fake.closed_while_answering
+        async with open_chat_app(config, engine_info, corpus=False) as again:
+            messages = await again.service.sessions.messages("s-stop")
+        assert [(m.role, m.status, m.content) for m in messages] == [
+            ("user", "complete", body["message"]),
+            ("assistant", "interrupted", first),
+        ]
+        nursery.cancel_scope.cancel()

@@ -9,12 +9,12 @@ or as a shell's background job, or SIGKILLed.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
-import subprocess
 import sys
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,9 @@ import httpx
 import pytest
 import trio
 
+from tests.support.fake_embeddings import FakeEmbeddings
+from tests.support.fake_embeddings import serve as serve_embeddings
+from tests.support.fake_llm import FakeLlm, Text
 from tests.support.service import pid_alive
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -73,22 +76,28 @@ def server_command(launcher: str, port: int) -> list[str]:
 
 @asynccontextmanager
 async def running_server(
-    tmp_path: Path, *, background_job: bool = False, launcher: str = "hypercorn"
+    tmp_path: Path,
+    *,
+    background_job: bool = False,
+    launcher: str = "hypercorn",
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[trio.Process, str, Path]]:
+    """A server on the embedded default, plus ``env``; its output goes to ``server.log``."""
     data_dir = tmp_path / "data"
     port = free_port()
-    env = {
+    environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "LLM_", "EMBEDDING_"))
     }
-    env["AGENT_DATA_DIR"] = str(data_dir)
+    environment |= {"AGENT_DATA_DIR": str(data_dir), **(env or {})}
     command = server_command(launcher, port)
-    process = await trio.lowlevel.open_process(
-        [*_AS_BACKGROUND_JOB, *command] if background_job else command,
-        cwd=tmp_path,  # away from the repository's own .env and data
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with (tmp_path / "server.log").open("ab") as log:
+        process = await trio.lowlevel.open_process(
+            [*_AS_BACKGROUND_JOB, *command] if background_job else command,
+            cwd=tmp_path,  # away from the repository's own .env and data
+            env=environment,
+            stdout=log,
+            stderr=log,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         yield process, url, data_dir
@@ -254,3 +263,88 @@ async def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
     lines = (result.stdout + result.stderr).decode().strip().splitlines()
     assert lines == [f"agent-trio: cannot serve on 127.0.0.1:{port}: Address already in use"]
     assert not (tmp_path / "d").exists()  # refused before anything started
+
+
+# -- stopping with a chat stream open -------------------------------------------------
+
+
+def fakes_env(llm_url: str, embeddings_url: str) -> dict[str, str]:
+    """The server's LLM and embeddings APIs: the fakes on loopback (16 dimensions)."""
+    return {
+        "LLM_PROVIDER": "openai",
+        "LLM_BASE_URL": llm_url,
+        "LLM_API_KEY": "sk-test",
+        "LLM_CHOICE": "fake-model",
+        "EMBEDDING_PROVIDER": "openai",
+        "EMBEDDING_BASE_URL": embeddings_url,
+        "EMBEDDING_MODEL": "fake",
+        "EMBEDDING_DIMENSIONS": "16",
+        "EMBEDDING_RATE_LIMIT_PER_MINUTE": "0",
+    }
+
+
+async def read_stream_until_stopped(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], stop: Callable[[], None]
+) -> list[dict[str, Any]]:
+    """POST to /chat/stream; call ``stop`` once the answer's text has begun; return
+    every frame the stream gave until it ended."""
+    frames: list[dict[str, Any]] = []
+    async with client.stream("POST", f"{url}/chat/stream", json=body) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            frames.append(json.loads(line.removeprefix("data:")))
+            if frames[-1]["type"] == "text":
+                stop()
+    return frames
+
+
+@pytest.mark.parametrize("launcher", ["hypercorn", "serve"])
+async def test_sigterm_ends_an_open_stream_with_shutting_down(
+    tmp_path: Path, launcher: str
+) -> None:
+    held = trio.Event()  # never set: the model's answer stops after its first words
+    first, rest = "Held words. ", "The rest."  # two words each: one piece each
+    fake_llm = FakeLlm([Text(first + rest, pieces=2, pause=held)])
+    fake_embeddings = FakeEmbeddings(dimensions=16)
+    body = {"message": "Talk until I stop you.", "session_id": "held"}
+    async with trio.open_nursery() as fakes:
+        llm_url = await fakes.start(fake_llm.serve)
+        embeddings_url = await fakes.start(serve_embeddings, fake_embeddings)
+        env = fakes_env(llm_url, embeddings_url)
+        async with (
+            running_server(tmp_path, launcher=launcher, env=env) as (process, url, _),
+            httpx.AsyncClient(timeout=HANG) as client,
+        ):
+            with trio.fail_after(HANG):
+                await _poll_health(client, url, process)
+                frames = await read_stream_until_stopped(
+                    client, url, body, lambda: process.send_signal(signal.SIGTERM)
+                )
+            with trio.fail_after(GRACEFUL_TIMEOUT + 5):  # the contract's bound
+                code = await process.wait()
+        assert code == 0
+        assert [f["type"] for f in frames] == ["session", "model", "text", "error"]
+        assert frames[-1]["code"] == "shutting_down"
+        assert frames[-1]["content"] == frames[-1]["message"]
+        with trio.fail_after(HANG):  # the server let its upstream request go
+            await fake_llm.wait_until(lambda f: f.in_flight == 0)
+        assert len(fake_llm.closed_while_answering) == 1
+        # the answer was stored as far as it went, interrupted: read it back
+        async with (
+            running_server(tmp_path, launcher=launcher, env=env) as (process, url, _),
+            httpx.AsyncClient(timeout=HANG) as client,
+        ):
+            with trio.fail_after(HANG):
+                await _poll_health(client, url, process)
+                session = (await client.get(f"{url}/sessions/held")).json()
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(GRACEFUL_TIMEOUT + 5):
+                assert await process.wait() == 0
+        messages = [(m["role"], m["status"], m["content"]) for m in session["messages"]]
+        assert messages == [
+            ("user", "complete", body["message"]),
+            ("assistant", "interrupted", first),
+        ]
+        fakes.cancel_scope.cancel()

@@ -1,7 +1,9 @@
 """One chat turn, from the user's message to the stored answer.
 
 :meth:`Chat.run` writes the user's message (and starts the session) before
-anything else, answers — with the LLM loop, or extractively when there is no
+anything else (cancelled while that write is on the engine, which finishes a
+statement it was sent, it stores an empty ``interrupted`` answer if the message
+is there), answers — with the LLM loop, or extractively when there is no
 LLM — under the whole-chat deadline, and then stores the assistant's message with
 what was produced: ``complete``; ``failed`` when the run failed or ran out of
 time; ``interrupted`` when it was cancelled (the client left, the service is
@@ -102,13 +104,22 @@ class Chat:
         outage that stopped it (graph, upstream) otherwise; in every case the
         assistant's message is stored with what was produced.
         """
-        turn = await self._sessions.open_turn(
-            request.session_id,
-            request.message,
-            user_id=request.user_id,
-            metadata=request.metadata,
-            history=HISTORY_MESSAGES,
-        )
+        asked = new_id()
+        try:
+            turn = await self._sessions.open_turn(
+                request.session_id,
+                request.message,
+                user_id=request.user_id,
+                metadata=request.metadata,
+                history=HISTORY_MESSAGES,
+                message_id=asked,
+            )
+        except BaseException as exc:
+            if _is_cancellation(exc):  # the question may be stored all the same
+                await self._store_answer(
+                    request.session_id, new_id(), "interrupted", transcript, reply_to=asked
+                )
+            raise
 
         async def record(event: ChatEvent) -> None:
             transcript.record(event)
@@ -146,7 +157,13 @@ class Chat:
         )
 
     async def _store_answer(
-        self, session_id: str, message_id: str, status: MessageStatus, transcript: Transcript
+        self,
+        session_id: str,
+        message_id: str,
+        status: MessageStatus,
+        transcript: Transcript,
+        *,
+        reply_to: str | None = None,
     ) -> None:
         allowed = FINAL_WRITE_DEADLINE if status == "interrupted" else STORE_DEADLINE
         deadline = trio.current_time() + allowed
@@ -159,6 +176,7 @@ class Chat:
                     status=status,
                     tool_calls=[t.to_api() for t in transcript.tools],
                     message_id=message_id,
+                    reply_to=reply_to,
                 )
             except AgentTrioError as exc:
                 log.error("could not store the answer %s (%s): %s", message_id, status, exc)

@@ -7,7 +7,9 @@ with ``Retry-After``. A stream holds its slot until its body ends: the body owns
 nursery (opened when the server starts sending it, closed when it stops) in which
 the chat runs; the reader of its frames adds a ``: ping`` comment every
 :data:`PING_INTERVAL` seconds. When the client leaves, the server cancels the body; that cancels the
-chat, its tools and its upstream request, and the slot comes back.
+chat, its tools and its upstream request, and the slot comes back. When the server
+begins to stop (``_streams``), the body's chat is cancelled (the answer is stored
+``interrupted``) and the stream ends with an ``error`` frame, code ``shutting_down``.
 """
 
 from __future__ import annotations
@@ -38,11 +40,12 @@ from agent_trio.agent import (
     Transcript,
 )
 from agent_trio.app._chat_models import ChatIn
-from agent_trio.app._context import current_metrics, current_service
+from agent_trio.app._context import current_metrics, current_service, current_streams
 from agent_trio.app._errors import ApiError, dependency_problem
 from agent_trio.app._metrics import Metrics
 from agent_trio.app._openapi import document_errors, document_media
 from agent_trio.app._responses import ChatOut, ModelsOut, SessionOut
+from agent_trio.app._streams import OpenStreams
 from agent_trio.graph import new_id
 from agent_trio.service import Service
 
@@ -236,7 +239,7 @@ async def chat_stream(data: ChatIn) -> Response:
     request = _request_of(data, service)
     metrics = current_metrics()
     slot = _Slot(service, metrics, "stream")
-    body = _EventStream(_chat_of(service), request, slot, metrics)
+    body = _EventStream(_chat_of(service), request, slot, metrics, current_streams())
     await slot.take()
     response = Response(body, content_type="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
@@ -295,11 +298,21 @@ def _event_frame(event: ChatEvent) -> bytes:
 class _EventStream(ResponseBody):
     """The body of a chat stream; owns the chat's slot and, while sent, its nursery."""
 
-    def __init__(self, chat: Chat, request: ChatRequest, slot: _Slot, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        chat: Chat,
+        request: ChatRequest,
+        slot: _Slot,
+        metrics: Metrics,
+        streams: OpenStreams,
+    ) -> None:
         self._chat = chat
         self._request = request
         self._slot = slot
         self._metrics = metrics
+        self._streams = streams
+        #: the chat's scope; the open streams cancel it when the server begins to stop
+        self._stopping = trio.CancelScope()
         self._nursery_manager: Any = None
         self._nursery: trio.Nursery | None = None
         self._receive: trio.MemoryReceiveChannel[bytes] | None = None
@@ -338,8 +351,9 @@ class _EventStream(ResponseBody):
             self._slot.release()
 
     async def _produce(self, send: trio.MemorySendChannel[bytes]) -> None:
-        async with send:
-            await self._run(send.send)
+        with self._streams.opened(self._stopping):
+            async with send:
+                await self._run(send.send)
 
     async def _run(self, send: Send) -> None:
         request = self._request
@@ -350,21 +364,29 @@ class _EventStream(ResponseBody):
         async def emit(event: ChatEvent) -> None:
             await send(_event_frame(event))
 
+        result: ChatResult | None = None
         try:
-            with _outcome_counted(self._metrics):
+            with self._stopping, _outcome_counted(self._metrics):
                 result = await self._chat.run(request, transcript, emit)
         except Exception as exc:
             code, message = _error_of(exc)
             await _send_tools(send, transcript)
-            await send(frame("error", {"code": code, "message": message, "content": message}))
+            await _send_error(send, code, message)
             return
         await _send_tools(send, transcript)
+        if result is None:  # the server is stopping: the chat was cancelled
+            await _send_error(send, *SHUTTING_DOWN)
+            return
         await send(frame("end", {"session_id": result.session_id, "message_id": result.message_id}))
 
 
 async def _send_tools(send: Send, transcript: Transcript) -> None:
     if transcript.tools:
         await send(frame("tools", {"tools": [t.to_api() for t in transcript.tools]}))
+
+
+async def _send_error(send: Send, code: str, message: str) -> None:
+    await send(frame("error", {"code": code, "message": message, "content": message}))
 
 
 class Frames:
@@ -392,6 +414,9 @@ class Frames:
 
 
 # -- errors ---------------------------------------------------------------------------
+
+#: the ``error`` frame of a stream that the server's stop ended
+SHUTTING_DOWN = ("shutting_down", "the service is shutting down; try again shortly")
 
 
 def _representative(group: BaseExceptionGroup[Any]) -> BaseException:

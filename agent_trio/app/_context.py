@@ -7,9 +7,18 @@ from quart import Quart, current_app
 from agent_trio.app._errors import ApiError
 from agent_trio.app._lifespan import ServiceRunner
 from agent_trio.app._metrics import Metrics
+from agent_trio.app._streams import OpenStreams
 from agent_trio.service import Service
 
-__all__ = ["METRICS_KEY", "RUNNER_KEY", "current_metrics", "current_service", "running_service"]
+__all__ = [
+    "METRICS_KEY",
+    "RUNNER_KEY",
+    "current_metrics",
+    "current_service",
+    "current_streams",
+    "running_service",
+    "streams_of",
+]
 
 #: the app's :class:`ServiceRunner`, the one source of truth for the running service
 RUNNER_KEY = "agent_trio.runner"
@@ -35,3 +44,14 @@ def current_metrics() -> Metrics:
     """The metrics of the running app."""
     metrics: Metrics = current_app.extensions[METRICS_KEY]
     return metrics
+
+
+def streams_of(app: Quart) -> OpenStreams:
+    """The open chat streams of ``app``; closing them is how a stop begins."""
+    runner: ServiceRunner = app.extensions[RUNNER_KEY]
+    return runner.streams
+
+
+def current_streams() -> OpenStreams:
+    """The open chat streams of the running app."""
+    return streams_of(current_app)

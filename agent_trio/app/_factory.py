@@ -128,7 +128,7 @@ def _install_lifespan(
     async def _start() -> None:
         nursery: trio.Nursery = app.nursery  # type: ignore[attr-defined]
         if hypercorn_command:
-            nursery.start_soon(relay_sigterm)
+            nursery.start_soon(relay_sigterm, runner.streams.close)
         try:
             settings = load()
             if owns_process:

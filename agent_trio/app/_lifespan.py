@@ -7,6 +7,7 @@ import logging
 import trio
 
 from agent_trio._settings import Settings
+from agent_trio.app._streams import OpenStreams
 from agent_trio.service import Service, ServiceHooks, serve_service
 
 __all__ = ["STOP_MARGIN", "ServiceRunner"]
@@ -18,6 +19,9 @@ log = logging.getLogger("agent_trio.app")
 #: default, is the longest); 15 + 14 s stays within hypercorn.toml's
 #: ``shutdown_timeout`` (30 s)
 STOP_MARGIN = 14.0
+#: how long the open chat streams may take to end (each stores its interrupted answer
+#: under a 5 s deadline of its own) before the service closes regardless
+STREAMS_DEADLINE = 10.0
 
 
 class ServiceRunner:
@@ -26,9 +30,10 @@ class ServiceRunner:
     The one place that knows the running service: :attr:`service` is the service
     from the moment it is ready until :meth:`stop` begins, ``None`` otherwise.
     ``start`` returns only once every resource is ready, or raises why not;
-    ``stop`` asks the service to close and waits until it has, within
-    ``SHUTDOWN_TIMEOUT_SECONDS``; past that the service is cancelled, and its
-    shielded close steps get :data:`STOP_MARGIN` more.
+    ``stop`` first ends the open chat streams (:attr:`streams`, within
+    :data:`STREAMS_DEADLINE`), then asks the service to close and waits until it
+    has, within ``SHUTDOWN_TIMEOUT_SECONDS``; past that the service is cancelled,
+    and its shielded close steps get :data:`STOP_MARGIN` more.
     """
 
     def __init__(self, hooks: ServiceHooks | None) -> None:
@@ -38,6 +43,8 @@ class ServiceRunner:
         self._service: Service | None = None
         self._shutdown_timeout: float | None = None
         self._stopping = False
+        #: the app's open chat streams; closed as the server begins to stop
+        self.streams = OpenStreams()
 
     @property
     def service(self) -> Service | None:
@@ -75,6 +82,11 @@ class ServiceRunner:
             return  # never started, or stopped already
         self._stopping = True
         with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout + STOP_MARGIN):
+            self.streams.close()
+            with trio.move_on_after(STREAMS_DEADLINE):
+                await self.streams.wait_ended()
+            if self.streams.open:
+                log.warning("%d chat streams did not end in time", self.streams.open)
             if service is not None:
                 service.request_stop()
             with trio.move_on_after(timeout):

@@ -19,6 +19,10 @@ serve, public calls only:
   protected frame and delivers the KeyboardInterrupt to the main task, exactly as
   for a Ctrl+C that lands while Trio is idle.
 
+Either way the signal first calls ``on_signal``: the app closes its open chat
+streams then (each ends with an ``error`` frame, ``shutting_down``), rather than
+when Hypercorn's graceful period runs out and cancels them.
+
 A failed start. The reason is printed as one line on stderr at once
 (:func:`report_failed_startup`). The ASGI server then ends with the lifespan's failure
 as an exception: ``python -m agent_trio serve`` catches it and exits 1; under the
@@ -74,7 +78,7 @@ def keep_sigint_for_trio() -> None:
 
 
 @trio.lowlevel.enable_ki_protection
-async def relay_sigterm() -> None:
+async def relay_sigterm(on_signal: Callable[[], None] | None = None) -> None:
     """Turn the first SIGTERM or SIGINT into a KeyboardInterrupt of Trio's main task.
 
     Both are received here, in a KI-protected task. Then Trio's own SIGINT
@@ -86,6 +90,7 @@ async def relay_sigterm() -> None:
     nursery rather than stop the server. A SIGTERM handler someone else installed
     is left alone, and so is everything when SIGINT has no handler that Trio
     installed (then raising SIGINT would interrupt this task, not the server).
+    ``on_signal`` is called first.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -96,16 +101,19 @@ async def relay_sigterm() -> None:
         log.warning("SIGINT is not handled by Trio here, so SIGTERM stops the process at once")
         return
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("%s: stopping", signal.Signals(signum).name)
-            break
+        await wait_for_stop_signal(signals, on_signal)
     signal.raise_signal(signal.SIGINT)  # Trio's handler is back in place
 
 
-async def wait_for_stop_signal(signals: AsyncIterator[int]) -> None:
-    """Return on the first signal from ``signals`` (a Hypercorn ``shutdown_trigger``)."""
+async def wait_for_stop_signal(
+    signals: AsyncIterator[int], on_signal: Callable[[], None] | None = None
+) -> None:
+    """Return on the first signal from ``signals`` (a Hypercorn ``shutdown_trigger``),
+    once ``on_signal``, if given, was called."""
     async for signum in signals:
         log.info("%s: stopping", signal.Signals(signum).name)
+        if on_signal is not None:
+            on_signal()
         return
 
 

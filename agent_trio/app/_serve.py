@@ -3,9 +3,9 @@
 The sockets are bound first, so a busy port is reported (one line, status 1)
 before anything starts. Then ``trio.run`` runs Hypercorn's ``worker_serve`` with a
 shutdown trigger that returns on the first SIGTERM or SIGINT, whether the shell
-ignored SIGINT or not: in-flight requests get ``graceful_timeout``, then the
-service closes in order. A signal that arrives while the service starts stops it
-as soon as it is up.
+ignored SIGINT or not: open chat streams end at once (``shutting_down``), other
+in-flight requests get ``graceful_timeout``, then the service closes in order. A
+signal that arrives while the service starts stops it as soon as it is up.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
+from agent_trio.app._context import streams_of
 from agent_trio.app._factory import create_app
 from agent_trio.app._process import is_lifespan_failure, wait_for_stop_signal
 
@@ -54,5 +55,5 @@ async def _serve(config: Config, sockets: Sockets) -> None:
             wrap_app(app, config.wsgi_max_body_size, "asgi"),
             config,
             sockets=sockets,
-            shutdown_trigger=partial(wait_for_stop_signal, signals),
+            shutdown_trigger=partial(wait_for_stop_signal, signals, streams_of(app).close),
         )

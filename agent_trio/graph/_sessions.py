@@ -66,6 +66,15 @@ SET s.updated_at = $now
 CREATE (m:Message {id: $id, session_id: $session_id, role: $role, content: $content,
                    status: $status, tool_calls: $tool_calls, created_at: $now})
 """
+_ADD_REPLY = """
+MATCH (asked:Message {id: $reply_to})
+WITH asked LIMIT 1
+MERGE (s:Session {id: $session_id})
+ON CREATE SET s.metadata = '{}', s.created_at = $now
+SET s.updated_at = $now
+CREATE (m:Message {id: $id, session_id: $session_id, role: $role, content: $content,
+                   status: $status, tool_calls: $tool_calls, created_at: $now})
+"""
 
 #: the most messages one read returns
 _MAX_MESSAGES = 10_000
@@ -148,6 +157,7 @@ class SessionStore:
         user_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         history: int = 100,
+        message_id: str | None = None,
     ) -> Turn:
         """Start (or restart, if expired) the session; write the user's message; read
         the session's last ``history`` messages before it. The message is stored when
@@ -156,10 +166,12 @@ class SessionStore:
         One statement starts the session and stores the message; a second reads the
         earlier messages of a session that was there already. An expired session is
         found by the first: its earlier messages are deleted after the fact and it
-        starts again under the same id, with the new message.
+        starts again under the same id, with the new message (``message_id``, if given).
         """
         now = self._stamp()
-        message = MessageRow(new_id(), session_id, "user", content, "complete", (), now)
+        message = MessageRow(
+            message_id or new_id(), session_id, "user", content, "complete", (), now
+        )
         given = json.dumps(dict(metadata or {}))
         rows = await self._gateway.query(
             _OPEN_TURN,
@@ -200,9 +212,14 @@ class SessionStore:
         status: MessageStatus = "complete",
         tool_calls: Sequence[Mapping[str, Any]] = (),
         message_id: str | None = None,
+        reply_to: str | None = None,
     ) -> MessageRow:
         """Write one message (``message_id`` if given) and mark the session used,
-        in one statement (the session is made again if it is gone)."""
+        in one statement (the session is made again if it is gone).
+
+        With ``reply_to``, the message is written only if the message of that id is
+        stored: the answer to a turn cut while its question was being written.
+        """
         now = self._stamp()
         message = MessageRow(
             message_id or new_id(),
@@ -213,7 +230,10 @@ class SessionStore:
             tuple(dict(c) for c in tool_calls),
             now,
         )
-        await self._gateway.query(_ADD_MESSAGE, _add(message))
+        if reply_to is None:
+            await self._gateway.query(_ADD_MESSAGE, _add(message))
+        else:
+            await self._gateway.query(_ADD_REPLY, {**_add(message), "reply_to": reply_to})
         return message
 
     # -- internals -------------------------------------------------------------------

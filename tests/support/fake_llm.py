@@ -20,6 +20,8 @@ and the decoded request body. Replies:
 :class:`FakeLlm` counts requests, keeps their bodies, tracks requests in flight
 (and the most at once), and records each connection a client closed while a reply
 was being given (``closed_while_answering``, with the time it was seen).
+``on_request(number)``, if set, is called as each request arrives (from 0), before
+any of its reply is sent.
 :meth:`FakeLlm.wait_until` blocks until a condition on these holds.
 """
 
@@ -84,6 +86,8 @@ class Hold:
 
 
 Reply = Text | Calls | Fail | Garbage | Hold
+#: what reading or writing a connection raises once the client has left
+_PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError)
 Script = Sequence[Reply] | Callable[[int, dict[str, Any]], Reply]
 
 
@@ -110,6 +114,7 @@ class FakeLlm:
         self.max_in_flight = 0
         self.connections = 0
         self.closed_while_answering: list[float] = []
+        self.on_request: Callable[[int], None] | None = None
         self._changed = trio.Event()
 
     # -- observing -------------------------------------------------------------
@@ -156,7 +161,7 @@ class FakeLlm:
                 if conn.h11.our_state is h11.MUST_CLOSE:
                     return
                 conn.h11.start_next_cycle()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
+        except _PEER_GONE:
             return
         finally:
             self.connections -= 1
@@ -175,11 +180,18 @@ class FakeLlm:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self._touch()
         try:
-            async with trio.open_nursery() as nursery:
-                watch = nursery.cancel_scope
-                nursery.start_soon(self._watch_close, conn, watch)
-                await self._give(conn, self._reply_for(number, body), bool(body.get("stream")))
-                watch.cancel()
+            if self.on_request is not None:
+                self.on_request(number)
+            try:
+                async with trio.open_nursery() as nursery:
+                    watch = nursery.cancel_scope
+                    nursery.start_soon(self._watch_close, conn, watch)
+                    await self._give(conn, self._reply_for(number, body), bool(body.get("stream")))
+                    watch.cancel()
+            except* _PEER_GONE:  # a reset while the reply is written: the client left
+                if not conn.peer_closed:  # else the watch recorded it
+                    conn.peer_closed = True
+                    self.closed_while_answering.append(trio.current_time())
             return not conn.peer_closed
         finally:
             self.in_flight -= 1
