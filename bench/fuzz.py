@@ -80,9 +80,9 @@ def main() -> None:
                 process.kill()
     output = result.stdout + result.stderr
     print(output)
-    summary = output.rsplit("SUMMARY", 1)[-1].strip()
+    summary = output.rsplit("SUMMARY", 1)[-1].strip().lstrip("=").strip()
     tested = re.search(r"Tested: .*", output)
-    cases = re.search(r"Test cases:.*", output)
+    cases = re.search(r"Test cases:\s*\n\s*(.*)", output)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = f"""## Schema fuzzing of the running server
 
@@ -95,7 +95,7 @@ server's own document: every operation, chat and its stream included. Exit statu
 {result.returncode} ({"no failure" if result.returncode == 0 else "failures found"}).
 
     {tested.group(0) if tested else "Tested: (not reported)"}
-    {cases.group(0) if cases else "Test cases: (not reported)"}
+    Test cases: {cases.group(1) if cases else "(not reported)"}
 
 Schemathesis's summary:
 
