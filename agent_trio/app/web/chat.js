@@ -302,7 +302,12 @@
         finish(answer, "complete");
         break;
       case "error":
-        finish(answer, "failed", `Error: ${frame.message} (${frame.code})`);
+        // the server stopping ends a stream as interrupted (and stores it so)
+        finish(
+          answer,
+          frame.code === "shutting_down" ? "interrupted" : "failed",
+          `Error: ${frame.message} (${frame.code})`,
+        );
         break;
       default:
         break; // a type this page does not know yet
