@@ -39,7 +39,9 @@ def tokens(sentence: str) -> list[Token]:
 
 def capitalised(token: Token) -> bool:
     """Whether ``token`` starts with a capital, or mixes digits and capitals (``X2``)."""
-    first = token.text[0]
-    if first.isupper():
+    text = token.text
+    if text[0].isupper():
         return True
-    return any(c.isdigit() for c in token.text) and any(c.isupper() for c in token.text)
+    if text.islower():  # most words: no capital anywhere
+        return False
+    return any(c.isdigit() for c in text) and any(c.isupper() for c in text)

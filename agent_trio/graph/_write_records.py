@@ -155,11 +155,11 @@ class ChunkRecord:
         _require(bool(self.id), "ChunkRecord.id must not be empty")
         _require(self.index >= 0, f"ChunkRecord.index must be >= 0, got {self.index}")
         _require(
-            all(math.isfinite(x) for x in self.embedding),
+            all(map(math.isfinite, self.embedding)),
             f"ChunkRecord {self.id}: the embedding holds a NaN or infinity",
         )
         _require(
-            any(x != 0 for x in self.embedding),
+            any(self.embedding),
             f"ChunkRecord {self.id}: the embedding is all zeros (no cosine direction)",
         )
 

@@ -271,6 +271,9 @@ def parse_embeddings(data: Any, *, count: int, dimensions: int) -> list[list[flo
     return [vector for vector in vectors if vector is not None]
 
 
+_NUMBER_TYPES = frozenset({float, int})
+
+
 def _vector(raw: Any, index: int, dimensions: int) -> list[float]:
     if not isinstance(raw, list):
         raise _malformed(f"vector {index} is not a list of numbers (base64 is not asked for)")
@@ -278,10 +281,12 @@ def _vector(raw: Any, index: int, dimensions: int) -> list[float]:
         raise _malformed(
             f"vector {index} has {len(raw)} dimensions, but EMBEDDING_DIMENSIONS is {dimensions}"
         )
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw):
+    # builtins over the whole list (a vector is hundreds of numbers; JSON gives
+    # float or int, and bool is neither here: type() is exact)
+    if not set(map(type, raw)) <= _NUMBER_TYPES:
         raise _malformed(f"vector {index} holds something that is not a number")
-    vector = [float(x) for x in raw]
-    if not all(math.isfinite(x) for x in vector):
+    vector = list(map(float, raw))
+    if not all(map(math.isfinite, vector)):
         raise _malformed(f"vector {index} holds a value that is not a finite number")
     if not any(vector):
         raise _malformed(f"vector {index} is all zeros")
