@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,14 @@ from agent_trio import Settings
 from agent_trio.app import create_app, running_service
 from agent_trio.engine import EngineInfo
 from agent_trio.service import Service, ServiceHooks
+from agent_trio.upstream import Embedder
 from tests.support.fake_llm import FakeLlm, Script, Text
 from tests.support.service import fake_api_settings, fake_embedder, running
 
 __all__ = [
     "CORPUS",
     "ChatApp",
+    "EmbedderOpener",
     "chat_settings",
     "data_frames",
     "limiters_idle",
@@ -42,6 +44,8 @@ __all__ = [
 ]
 
 CORPUS = Path(__file__).resolve().parents[2] / "examples" / "corpus"
+
+EmbedderOpener = Callable[[Settings], AbstractAsyncContextManager[Embedder]]
 
 
 def chat_settings(tmp_path: Path, llm_url: str | None = None, **overrides: Any) -> Settings:
@@ -92,9 +96,13 @@ class ChatApp:
 
 @asynccontextmanager
 async def open_chat_app(
-    settings: Settings, engine_info: EngineInfo, *, corpus: bool = True
+    settings: Settings,
+    engine_info: EngineInfo,
+    *,
+    corpus: bool = True,
+    embedder: EmbedderOpener = fake_embedder,
 ) -> AsyncIterator[ChatApp]:
-    app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=fake_embedder))
+    app = create_app(settings, hooks=ServiceHooks(engine=engine_info, embedder=embedder))
     async with running(app) as test_app:
         service = running_service(app)
         assert service is not None
@@ -140,14 +148,20 @@ def limiters_idle(service: Service) -> bool:
 
 @asynccontextmanager
 async def llm_chat(
-    engine_info: EngineInfo, tmp_path: Path, script: Script, **settings: Any
+    engine_info: EngineInfo,
+    tmp_path: Path,
+    script: Script,
+    *,
+    embedder: EmbedderOpener = fake_embedder,
+    **settings: Any,
 ) -> AsyncIterator[tuple[ChatApp, FakeLlm]]:
-    """The chat app with the corpus, its LLM the fake on loopback answering ``script``."""
+    """The chat app with the corpus, its LLM the fake on loopback answering ``script``;
+    ``embedder`` opens its embedder (by default on a fake embeddings API of its own)."""
     fake = FakeLlm([Text("{}")])  # what ingestion's extraction gets, if it asks
     async with trio.open_nursery() as nursery:
         url = await nursery.start(fake.serve)
         config = chat_settings(tmp_path, url, **settings)
-        async with open_chat_app(config, engine_info) as app:
+        async with open_chat_app(config, engine_info, embedder=embedder) as app:
             fake.requests.clear()
             fake.script = script
             yield app, fake

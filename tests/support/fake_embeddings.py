@@ -4,7 +4,8 @@
 and can behave like a real provider under load: latency, a concurrency limit and a
 rolling-window rate limit (429, with or without ``Retry-After``), a fixed status,
 texts it rejects (400), injected 500s and cut connections, a script for request
-number ``n``, and a ``gate`` that holds every request until the test opens it. It
+number ``n``, a ``fault`` named for request number ``n`` (:data:`FAULTS`), and a
+``gate`` that holds every request until the test opens it. It
 records what it saw (requests with their arrival times, statuses, batches, most
 requests at once).
 
@@ -38,12 +39,16 @@ import h11
 import httpx
 import trio
 
-__all__ = ["CUT", "FakeEmbeddings", "hashed_vector", "serve", "text_vector"]
+__all__ = ["CUT", "FAULTS", "FakeEmbeddings", "hashed_vector", "serve", "text_vector"]
 
 _WORD = re.compile(r"[a-z0-9]+")
 
 #: an answer that closes the connection without a response
 CUT = object()
+#: what ``FakeEmbeddings.fault(n)`` may name for request ``n``: wait ``stall`` seconds
+#: first; close the connection unanswered; 429 with ``Retry-After: retry_after``; 500;
+#: a 200 whose body is not JSON
+FAULTS = ("stall", "cut", "429", "500", "garbage")
 Answer = tuple[int, dict[str, str], Any]
 Script = Callable[[int, httpx.Request], Awaitable[httpx.Response | None]]
 
@@ -95,6 +100,9 @@ class FakeEmbeddings:
     pcut: float = 0.0
     seed: int = 1
     script: Script | None = None
+    fault: Callable[[int], str | None] | None = None
+    stall: float = 10.0
+    retry_after: float = 0.05
     on_request: Callable[[int], None] | None = None
     # what it saw
     requests: list[tuple[float, list[str]]] = field(default_factory=list)
@@ -125,6 +133,8 @@ class FakeEmbeddings:
         if answer is CUT or not isinstance(answer, tuple):
             raise httpx.RemoteProtocolError("server closed the connection", request=request)
         status, headers, body = answer
+        if isinstance(body, bytes):
+            return httpx.Response(status, headers=headers, content=body)
         return httpx.Response(status, headers=headers, json=body)
 
     async def answer(self, content: bytes, request: httpx.Request | None = None) -> Answer | object:
@@ -144,7 +154,8 @@ class FakeEmbeddings:
                 if scripted is not None:
                     self.statuses.append(scripted.status_code)
                     return scripted
-            answer = await self._answer(texts, body.get("model", "fake"))
+            fault = self.fault(number) if self.fault is not None else None
+            answer = await self._answer(texts, body.get("model", "fake"), fault)
             return self._count(answer)
         finally:
             self.in_flight -= 1
@@ -156,7 +167,18 @@ class FakeEmbeddings:
         self.counts[what] = self.counts.get(what, 0) + 1
         return answer
 
-    async def _answer(self, texts: list[str], model: str) -> Answer | object:
+    async def _answer(self, texts: list[str], model: str, fault: str | None) -> Answer | object:
+        if fault == "stall":
+            await trio.sleep(self.stall)
+        elif fault == "cut":
+            return CUT
+        elif fault == "429":
+            headers = {"Retry-After": f"{self.retry_after:g}"}
+            return 429, headers, {"error": {"message": "injected rate limit"}}
+        elif fault == "500":
+            return 500, {}, {"error": {"message": "injected failure"}}
+        elif fault == "garbage":
+            return 200, {}, b"this is not json"
         if self.concurrency_limit is not None and self.in_flight > self.concurrency_limit:
             return 429, {}, {"error": {"message": "too many concurrent requests"}}
         if self.rate_limit is not None:
@@ -221,7 +243,7 @@ async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:
 
 async def _send(conn: h11.Connection, stream: trio.SocketStream, answer: Answer) -> None:
     status, headers, obj = answer
-    payload = json.dumps(obj).encode()
+    payload = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
     head = [("content-type", "application/json"), ("content-length", str(len(payload)))]
     head += list(headers.items())
     await stream.send_all(conn.send(h11.Response(status_code=status, headers=head)))

@@ -15,7 +15,11 @@ and the decoded request body. Replies:
 * :class:`Fail`: an HTTP error status (429 with ``Retry-After``, 500, ...);
 * :class:`Garbage`: a 200 whose body is not what the protocol says;
 * :class:`Hold`: wait until its event is set, then give its reply (a stalled
-  upstream that a test releases).
+  upstream that a test releases);
+* :class:`Stall`: wait ``seconds`` before the head, then give its reply (a slow or
+  hung upstream, which the client's per-attempt deadline cuts);
+* :class:`Cut`: close the connection without a response, or (to a stream) after
+  ``after`` chunks of its reply (a connection reset).
 
 :class:`FakeLlm` counts requests, keeps their bodies, tracks requests in flight
 (and the most at once), and records each connection a client closed while a reply
@@ -29,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
+import struct
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +45,14 @@ import trio
 
 __all__ = [
     "Calls",
+    "Cut",
     "Fail",
     "FakeLlm",
     "Garbage",
     "Hold",
     "Reply",
     "Script",
+    "Stall",
     "Text",
     "agentic_script",
     "serve_fake_llm",
@@ -85,7 +93,19 @@ class Hold:
     then: Text | Calls = field(default_factory=Text)
 
 
-Reply = Text | Calls | Fail | Garbage | Hold
+@dataclass(frozen=True)
+class Stall:
+    seconds: float
+    then: Text | Calls = field(default_factory=Text)
+
+
+@dataclass(frozen=True)
+class Cut:
+    after: int = 0
+    then: Text | Calls = field(default_factory=Text)
+
+
+Reply = Text | Calls | Fail | Garbage | Hold | Stall | Cut
 #: what reading or writing a connection raises once the client has left
 _PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError)
 Script = Sequence[Reply] | Callable[[int, dict[str, Any]], Reply]
@@ -106,10 +126,15 @@ def agentic_script(tool: str = "hybrid_search", answer: str = "The answer.") -> 
 class FakeLlm:
     """The server's state. Start it with ``base_url = await nursery.start(llm.serve)``."""
 
-    def __init__(self, script: Script = (Text(),), *, model: str = "fake-model") -> None:
+    def __init__(
+        self, script: Script = (Text(),), *, model: str = "fake-model", keep_bodies: bool = True
+    ) -> None:
         self.script = script
         self.model = model
+        #: the bodies of the requests (empty ones without ``keep_bodies``: a soak's
+        #: memory stays the server's)
         self.requests: list[dict[str, Any]] = []
+        self.keep_bodies = keep_bodies
         self.in_flight = 0
         self.max_in_flight = 0
         self.connections = 0
@@ -149,24 +174,27 @@ class FakeLlm:
         self.connections += 1
         self._touch()
         try:
-            while True:
-                request = await conn.next_event()
-                if not isinstance(request, h11.Request):
-                    return
-                raw = b""
-                while isinstance(event := await conn.next_event(), h11.Data):
-                    raw += event.data
-                if not await self._answer(conn, request, raw):
-                    return
-                if conn.h11.our_state is h11.MUST_CLOSE:
-                    return
-                conn.h11.start_next_cycle()
-        except _PEER_GONE:
-            return
+            await self._requests(conn)
+        except* _PEER_GONE:
+            pass  # the client went away, also while a reply was given (inside its nursery)
         finally:
             self.connections -= 1
             self._touch()
             await stream.aclose()
+
+    async def _requests(self, conn: _Conn) -> None:
+        while True:
+            request = await conn.next_event()
+            if not isinstance(request, h11.Request):
+                return
+            raw = b""
+            while isinstance(event := await conn.next_event(), h11.Data):
+                raw += event.data
+            if not await self._answer(conn, request, raw):
+                return
+            if conn.h11.our_state is h11.MUST_CLOSE:
+                return
+            conn.h11.start_next_cycle()
 
     async def _answer(self, conn: _Conn, request: h11.Request, raw: bytes) -> bool:
         """Answer one request; False if the client closed the connection meanwhile."""
@@ -175,7 +203,7 @@ class FakeLlm:
             return True
         body = json.loads(raw)
         number = len(self.requests)
-        self.requests.append(body)
+        self.requests.append(body if self.keep_bodies else {})
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self._touch()
@@ -198,7 +226,7 @@ class FakeLlm:
             self._touch()
 
     async def _watch_close(self, conn: _Conn, scope: trio.CancelScope) -> None:
-        if await conn.read_until_closed():
+        if await conn.read_until_closed() and not conn.was_reset:
             self.closed_while_answering.append(trio.current_time())
             self._touch()
             scope.cancel()
@@ -207,7 +235,14 @@ class FakeLlm:
         if isinstance(reply, Hold):
             await reply.release.wait()
             reply = reply.then
-        if isinstance(reply, Fail):
+        elif isinstance(reply, Stall):
+            await trio.sleep(reply.seconds)
+            reply = reply.then
+        if isinstance(reply, Cut):
+            if stream and reply.after > 0:
+                await conn.send_stream(self._chunks(reply.then)[: reply.after], complete=False)
+            await conn.reset()
+        elif isinstance(reply, Fail):
             headers = {} if reply.retry_after is None else {"retry-after": f"{reply.retry_after}"}
             await conn.send_json(reply.status, {"error": {"message": reply.message}}, headers)
         elif isinstance(reply, Garbage):
@@ -287,6 +322,7 @@ class _Conn:
         self.stream = stream
         self.h11 = h11.Connection(h11.SERVER)
         self.peer_closed = False
+        self.was_reset = False
 
     async def next_event(self) -> Any:
         while True:
@@ -309,6 +345,13 @@ class _Conn:
                 return True
             self.h11.receive_data(data)
 
+    async def reset(self) -> None:
+        """Close with a TCP reset (SO_LINGER 0), as a crashed or cut upstream does."""
+        self.was_reset = True
+        self.stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await self.stream.aclose()
+        self.peer_closed = True
+
     async def _send(self, event: Any) -> None:
         await self.stream.send_all(self.h11.send(event) or b"")
 
@@ -328,7 +371,9 @@ class _Conn:
         await self._send(h11.Data(data=payload))
         await self._send(h11.EndOfMessage())
 
-    async def send_stream(self, chunks: list[tuple[float | trio.Event, dict[str, Any]]]) -> None:
+    async def send_stream(
+        self, chunks: list[tuple[float | trio.Event, dict[str, Any]]], *, complete: bool = True
+    ) -> None:
         head = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
         await self._send(h11.Response(status_code=200, headers=head))
         for before, chunk in chunks:
@@ -337,6 +382,8 @@ class _Conn:
             elif before:
                 await trio.sleep(before)
             await self._send(h11.Data(data=b"data: " + json.dumps(chunk).encode() + b"\n\n"))
+        if not complete:
+            return
         await self._send(h11.Data(data=b"data: [DONE]\n\n"))
         await self._send(h11.EndOfMessage())
 
