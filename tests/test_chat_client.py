@@ -137,14 +137,24 @@ class Exchange:
 
     async def respond(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
-        fields = {"content-type": "application/json", "content-length": str(len(data))}
+        # one request per connection, and the client is told so: it never sends the
+        # next request on a connection this server is closing
+        fields = {
+            "content-type": "application/json",
+            "content-length": str(len(data)),
+            "connection": "close",
+        }
         all_headers = {**fields, **(headers or {})}
         await self._send(h11.Response(status_code=status, headers=list(all_headers.items())))
         await self._send(h11.Data(data=data))
         await self._send(h11.EndOfMessage())
 
     async def start_stream(self) -> None:
-        headers = {"content-type": "text/event-stream", "cache-control": "no-cache"}
+        headers = {
+            "content-type": "text/event-stream",
+            "cache-control": "no-cache",
+            "connection": "close",
+        }
         await self._send(h11.Response(status_code=200, headers=list(headers.items())))
 
     async def frame(self, kind: str, *, event_line: bool = True, **data: Any) -> None:
