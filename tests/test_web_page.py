@@ -26,7 +26,7 @@ from agent_trio.engine import EngineInfo
 from agent_trio.service import Service, ServiceHooks
 from tests.support.api import make_app, served, started_empty
 from tests.support.browser import WAIT, ChatPage, in_browser, open_browser
-from tests.support.chat import CORPUS, chat_settings, limiters_idle
+from tests.support.chat import CORPUS, chat_settings, limiters_idle, poll
 from tests.support.fake_llm import Calls, Fail, FakeLlm, Reply, Script, Text
 from tests.support.service import fake_embedder
 
@@ -149,15 +149,6 @@ def search_then(answer: Text) -> Script:
     return reply
 
 
-async def poll(condition: Any, *, within: float = WAIT) -> None:
-    """Wait, in steps of 20 ms, until ``await condition()`` is true; fail after ``within``."""
-    with trio.fail_after(within):
-        while True:
-            if await condition():
-                return
-            await trio.sleep(0.02)
-
-
 ANSWER = (
     "**Corvid Systems** acquired *Kestrel Labs* in 2021.\n\n"
     "- the deal closed in `Q3`\n"
@@ -278,13 +269,13 @@ async def test_stop_interrupts_the_answer_and_leaves_nothing_running(
             limiters = (await srv.get("/health")).json()["limiters"]
             return all(limiter["borrowed"] == 0 for limiter in limiters.values())
 
-        await poll(nothing_borrowed)
+        await poll(nothing_borrowed, within=WAIT)
         assert limiters_idle(srv.service)
 
         async def stored_interrupted() -> bool:
             return ("assistant", "interrupted") in await srv.session_statuses(session_id)
 
-        await poll(stored_interrupted)
+        await poll(stored_interrupted, within=WAIT)
         answer = (await srv.get(f"/sessions/{session_id}")).json()["messages"][-1]
         assert answer["status"] == "interrupted"
         assert answer["content"].startswith("The answer")
