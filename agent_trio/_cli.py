@@ -41,14 +41,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent_trio.client import api_key_from_env, run_chat
 
         return run_chat(args.url, api_key=api_key_from_env())
+    if args.command == "serve":
+        # the app configures logging (LOG_LEVEL, LOG_FORMAT), as under ``hypercorn``
+        return _serve(args.config, args.bind)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from agent_trio.upstream import use_own_retry_logs
 
     use_own_retry_logs()
-    if args.command == "serve":
-        return _serve(args.config, args.bind)
     if args.command == "ingest":
         from agent_trio._ingest_cli import run_ingest_command
 

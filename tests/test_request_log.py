@@ -5,17 +5,21 @@ from __future__ import annotations
 import io
 import json
 import logging
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import trio
 
 from agent_trio._logs import LogFormat, log_handler
 from agent_trio.engine import EngineInfo
 from tests.support.chat import ChatApp, chat_settings, llm_chat, open_chat_app
 from tests.support.fake_llm import agentic_script
+from tests.test_server_process import HANG, _poll_health, running_server
 
 pytestmark = pytest.mark.engine
 
@@ -126,3 +130,31 @@ async def test_text_lines_name_the_request_after_the_message(
     [line] = [x for x in stream.getvalue().splitlines() if "agent_trio.access" in x]
     assert "[INFO] agent_trio.access: POST /chat 200 " in line
     assert line.endswith(" ms [request=req-text session=s-text]")
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["hypercorn", "serve"])
+async def test_log_format_json_holds_for_the_whole_process_with_either_launcher(
+    tmp_path: Path, launcher: str
+) -> None:
+    """Every line the server writes is a JSON object, from its start to its exit,
+    and the access line carries the request id the client sent."""
+    env = {"LOG_FORMAT": "json", "LLM_PROVIDER": "none"}
+    async with (
+        running_server(tmp_path, launcher=launcher, env=env) as (process, url, _),
+        httpx.AsyncClient(timeout=HANG) as client,
+    ):
+        with trio.fail_after(HANG):
+            await _poll_health(client, url, process)
+            response = await client.get(f"{url}/health", headers={"X-Request-ID": "ops-42"})
+        assert response.headers["X-Request-ID"] == "ops-42"
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(HANG):
+            assert await process.wait() == 0
+    lines = (tmp_path / "server.log").read_text().splitlines()
+    objects = [json.loads(line) for line in lines if line.strip()]
+    assert all(isinstance(o, dict) and "message" in o for o in objects)
+    assert any(o.get("logger", "").startswith("hypercorn") for o in objects)
+    tagged = [o for o in objects if o.get("request_id") == "ops-42"]
+    assert [(o["method"], o["route"], o["status"]) for o in tagged] == [("GET", "/health", 200)]
