@@ -167,6 +167,21 @@ class _UpstreamCollector(Collector):
             "Requests allowed in flight now (adapted to the upstream's answers)",
             labels=labels,
         )
+        rate_limit = GaugeMetricFamily(
+            "agent_trio_upstream_rate_limit",
+            "Requests this instance may start per rolling minute (adapted; absent: unlimited)",
+            labels=labels,
+        )
+        rate_in_window = GaugeMetricFamily(
+            "agent_trio_upstream_rate_in_window",
+            "Requests started in the rolling minute (and places reserved in it)",
+            labels=labels,
+        )
+        rate_waiting = GaugeMetricFamily(
+            "agent_trio_upstream_rate_waiting",
+            "Requests waiting for a place in the rolling minute",
+            labels=labels,
+        )
         texts = CounterMetricFamily(
             "agent_trio_embedding_texts", "Texts embedded", labels=["provider"]
         )
@@ -187,7 +202,14 @@ class _UpstreamCollector(Collector):
                 for state in _BREAKER_STATES:
                     breaker.add_metric([name, state], float(stats.breaker.state == state))
                 concurrency.add_metric([name], stats.limiter.total)
-        yield from (attempts, failures, retries, gave_up, refused, breaker, concurrency, texts)
+                rate = stats.rate
+                if rate.limit is not None:
+                    per_minute = rate.limit * 60.0 / rate.period_seconds
+                    rate_limit.add_metric([name], per_minute)
+                rate_in_window.add_metric([name], rate.in_window + rate.pending)
+                rate_waiting.add_metric([name], rate.waiting)
+        yield from (attempts, failures, retries, gave_up, refused, breaker, concurrency)
+        yield from (rate_limit, rate_in_window, rate_waiting, texts)
 
 
 def _upstreams(service: Service, embedding: EmbedderStats) -> Iterator[tuple[str, UpstreamStats]]:
