@@ -1,4 +1,4 @@
-"""The command line: ``python -m agent_trio serve|ingest|chat``.
+"""The command line: ``python -m agent_trio serve|ingest|engine|chat``.
 
 Exit codes: 0 success, 1 failure (for ``ingest``: any document failed), 2 bad usage.
 """
@@ -25,6 +25,17 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("--clean", action="store_true", help="delete every document first")
 
+    engine = commands.add_parser(
+        "engine",
+        help="run the graph engine as a server of its own, for several instances to share",
+        description="Run ArcadeDB (with its Bolt plugin) on AGENT_DATA_DIR until SIGTERM or "
+        "Ctrl-C; once it is ready, print the NEO4J_URI, NEO4J_USER, NEO4J_DATABASE and "
+        "ARCADEDB_HTTP_URL that service instances need, and where the password is.",
+    )
+    engine.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    engine.add_argument("--bolt-port", type=_port, default=7687, help="0 picks a free port")
+    engine.add_argument("--http-port", type=_port, default=2480, help="0 picks a free port")
+
     chat = commands.add_parser(
         "chat",
         help="interactive client of /chat/stream",
@@ -50,11 +61,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent_trio.upstream import use_own_retry_logs
 
     use_own_retry_logs()
+    if args.command == "engine":
+        from agent_trio._engine_cli import run_engine_command
+
+        return run_engine_command(args.host, args.bolt_port, args.http_port)
     if args.command == "ingest":
         from agent_trio._ingest_cli import run_ingest_command
 
         return run_ingest_command(args.paths, clean=args.clean)
     raise AssertionError(f"unknown command {args.command!r}")  # argparse refused it already
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text}")
+    return port
 
 
 def _serve(config_path: Path, bind: list[str] | None) -> int:

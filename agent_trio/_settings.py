@@ -59,7 +59,11 @@ class Settings(BaseSettings):
     neo4j_user: str = "neo4j"
     neo4j_password: SecretStr | None = None
     neo4j_database: str = "neo4j"
-    #: ``GRAPH_DIALECT=auto`` (the default): ``neo4j`` when NEO4J_URI is set, else ``arcadedb``
+    #: an ArcadeDB server's HTTP API (``http://host:2480``), with NEO4J_URI its Bolt address:
+    #: the service creates its indexes there, in ArcadeDB SQL
+    arcadedb_http_url: str | None = None
+    #: ``GRAPH_DIALECT=auto`` (the default): ``neo4j`` when NEO4J_URI is set without
+    #: ARCADEDB_HTTP_URL, else ``arcadedb``
     graph_dialect: GraphDialect = "arcadedb"
     graph_max_concurrency: int = Field(16, ge=1, le=1024)
     #: server-side transaction timeout; shorter than any Trio deadline around a query
@@ -140,6 +144,19 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.neo4j_uri and self.neo4j_uri.split("://", 1)[0] not in _BOLT_SCHEMES:
             raise ValueError(f"NEO4J_URI must start with one of {sorted(_BOLT_SCHEMES)}://")
+        if self.arcadedb_http_url is not None:
+            if self.neo4j_uri is None:
+                raise ValueError(
+                    "ARCADEDB_HTTP_URL is for an ArcadeDB server reached through NEO4J_URI: "
+                    "set NEO4J_URI too, or unset ARCADEDB_HTTP_URL for the embedded engine"
+                )
+            if not self.arcadedb_http_url.startswith(("http://", "https://")):
+                raise ValueError("ARCADEDB_HTTP_URL must start with http:// or https://")
+        if self.graph_dialect == "arcadedb" and self.neo4j_uri and not self.arcadedb_http_url:
+            raise ValueError(
+                "GRAPH_DIALECT=arcadedb with NEO4J_URI needs ARCADEDB_HTTP_URL "
+                "(the server's HTTP API, where the indexes are created)"
+            )
         own_url = self.llm_base_url == LLM_DEFAULTS[self.llm_provider][0]
         if self.llm_provider in ("openai", "openrouter") and self.llm_api_key is None and own_url:
             raise ValueError(
@@ -210,7 +227,8 @@ def _lower(value: Any) -> Any:
 
 def _resolve_graph(raw: dict[str, Any]) -> None:
     if _lower(raw.get("graph_dialect", "auto")) == "auto":
-        raw["graph_dialect"] = "neo4j" if raw.get("neo4j_uri") is not None else "arcadedb"
+        external_neo4j = raw.get("neo4j_uri") is not None and raw.get("arcadedb_http_url") is None
+        raw["graph_dialect"] = "neo4j" if external_neo4j else "arcadedb"
 
 
 def _resolve_llm(raw: dict[str, Any]) -> None:

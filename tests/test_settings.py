@@ -87,6 +87,51 @@ def test_invalid_values_fail_with_one_line_naming_the_variable(
     assert message.startswith("invalid configuration: ")
 
 
+@pytest.mark.parametrize(
+    ("env", "dialect"),
+    [
+        ({}, "arcadedb"),  # the embedded engine
+        ({"NEO4J_URI": "neo4j://cluster:7687"}, "neo4j"),
+        (
+            {"NEO4J_URI": "bolt://graph:7687", "ARCADEDB_HTTP_URL": "http://graph:2480"},
+            "arcadedb",  # an ArcadeDB server of its own
+        ),
+    ],
+)
+def test_graph_dialect_auto_follows_what_the_graph_settings_name(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], dialect: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings()
+    assert s.graph_dialect == dialect
+    assert s.embedded_engine is ("NEO4J_URI" not in env)
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"ARCADEDB_HTTP_URL": "http://graph:2480"}, "ARCADEDB_HTTP_URL is for an ArcadeDB"),
+        (
+            {"NEO4J_URI": "bolt://graph:7687", "ARCADEDB_HTTP_URL": "graph:2480"},
+            "ARCADEDB_HTTP_URL must start with http",
+        ),
+        (
+            {"NEO4J_URI": "bolt://graph:7687", "GRAPH_DIALECT": "arcadedb"},
+            "GRAPH_DIALECT=arcadedb with NEO4J_URI needs ARCADEDB_HTTP_URL",
+        ),
+    ],
+)
+def test_an_arcadedb_server_is_named_by_both_of_its_addresses(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], needle: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=needle) as info:
+        load_settings()
+    assert "\n" not in str(info.value)
+
+
 def test_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLM_PROVIDER", "openrouter")
     monkeypatch.setenv("API_KEY", "")

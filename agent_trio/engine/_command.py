@@ -18,7 +18,8 @@ JVM flags
     ``-Xshare`` has no base CDS archive to map in the bundled runtime.
 
 ArcadeDB settings
-    every listener on 127.0.0.1 and on the ports we picked; only the Bolt plugin
+    every listener on the configured address (127.0.0.1 unless ``python -m agent_trio
+    engine --host`` says otherwise) and ports; only the Bolt plugin
     (no Postgres, Redis, gRPC, HA); ``production`` mode (the WAL is flushed at
     commit, no Studio, no stack traces in HTTP errors); the database created at
     start by ``defaultDatabases`` and used by default over Bolt; the root password
@@ -34,7 +35,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent_trio.engine._layout import DATABASE, EngineLayout
-from agent_trio.engine._ports import LOOPBACK
 from agent_trio.engine._runtime import Runtime
 
 __all__ = ["Ports", "build_command"]
@@ -59,8 +59,6 @@ _FIXED_SETTINGS = {
     "arcadedb.ha.enabled": "false",
     "arcadedb.server.defaultDatabases": f"{DATABASE}[]",
     "arcadedb.bolt.defaultDatabase": DATABASE,
-    "arcadedb.server.httpIncomingHost": LOOPBACK,
-    "arcadedb.bolt.host": LOOPBACK,
     "arcadedb.server.logFormat": "json",
     "arcadedb.polyglotEngineEnabled": "false",
     "arcadedb.serverMetrics": "false",
@@ -81,6 +79,7 @@ def build_command(
     layout: EngineLayout,
     ports: Ports,
     *,
+    host: str,
     heap_mb: int,
     extra_jvm_args: Sequence[str] = (),
 ) -> list[str]:
@@ -89,7 +88,9 @@ def build_command(
         "arcadedb.server.rootPath": str(layout.root),
         "arcadedb.server.rootPasswordPath": str(layout.password_file),
         "arcadedb.server.logsDirectory": str(layout.log_dir),
+        "arcadedb.server.httpIncomingHost": host,
         "arcadedb.server.httpIncomingPort": str(ports.http),
+        "arcadedb.bolt.host": host,
         "arcadedb.bolt.port": str(ports.bolt),
     }
     return [

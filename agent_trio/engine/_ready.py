@@ -9,7 +9,6 @@ import httpx
 
 from agent_trio._errors import EngineError
 from agent_trio.engine._bolt import bolt_handshake
-from agent_trio.engine._ports import LOOPBACK
 
 __all__ = ["Readiness", "probe"]
 
@@ -22,7 +21,9 @@ class Readiness(enum.Enum):
     READY = "ready"
 
 
-async def probe(client: httpx.AsyncClient, bolt_port: int, database: str) -> Readiness:
+async def probe(
+    client: httpx.AsyncClient, bolt_host: str, bolt_port: int, database: str
+) -> Readiness:
     """One readiness check.
 
     ``client`` has the engine's base URL and root credentials. Raises
@@ -37,7 +38,7 @@ async def probe(client: httpx.AsyncClient, bolt_port: int, database: str) -> Rea
         return Readiness.NOT_YET
     _check_exists(exists, database)
     try:
-        await bolt_handshake(LOOPBACK, bolt_port)
+        await bolt_handshake(bolt_host, bolt_port)
     except OSError:
         return Readiness.NOT_YET
     except ValueError as exc:

@@ -63,18 +63,31 @@ async def run_embedded_engine(
         layout.write_logging_config()
         start = _Start(config, layout, password, trio.current_time())
         for attempt in range(1, _START_ATTEMPTS + 1):
-            ports = Ports(*pick_free_ports(2))
+            ports = _ports(config)
             command = build_command(
                 runtime,
                 layout,
                 ports,
+                host=config.host,
                 heap_mb=config.heap_mb,
                 extra_jvm_args=_extra_jvm_args,
             )
             failure = await _run_once(start, command, ports, task_status)
-            if not (failure.retry and attempt < _START_ATTEMPTS):
+            picked = not (config.bolt_port and config.http_port)
+            if not (failure.retry and picked and attempt < _START_ATTEMPTS):
                 raise failure.error
             _log.warning("a port was taken while the engine started; retrying with new ports")
+
+
+def _ports(config: EngineConfig) -> Ports:
+    """The configured ports; free ones where the configuration says 0."""
+    free = iter(pick_free_ports(2))
+    return Ports(http=config.http_port or next(free), bolt=config.bolt_port or next(free))
+
+
+def _connect_host(host: str) -> str:
+    """Where we reach listeners bound to ``host``: loopback for the wildcards."""
+    return LOOPBACK if host in ("0.0.0.0", "::", "") else host
 
 
 @dataclass(frozen=True)
@@ -148,17 +161,20 @@ async def _supervise(
     task_status: trio.TaskStatus[EngineInfo],
 ) -> _Reason:
     """Wait until the engine is ready, report it, then wait for it to die."""
+    host = _connect_host(start.config.host)
+    in_url = f"[{host}]" if ":" in host else host
     info = EngineInfo(
-        bolt_uri=f"bolt://{LOOPBACK}:{ports.bolt}",
-        http_url=f"http://{LOOPBACK}:{ports.http}",
+        bolt_uri=f"bolt://{in_url}:{ports.bolt}",
+        http_url=f"http://{in_url}:{ports.http}",
         user=USER,
         password=start.password,
         database=DATABASE,
         pid=child.pid,
+        password_file=start.layout.password_file,
     )
     try:
         with trio.fail_at(start.deadline):
-            reason = await _wait_ready(child, output, info, ports)
+            reason = await _wait_ready(child, output, info, ports, host)
     except trio.TooSlowError:
         timeout = start.config.start_timeout
         return _Reason(
@@ -181,7 +197,7 @@ async def _supervise(
 
 
 async def _wait_ready(
-    child: ChildProcess, output: EngineOutput, info: EngineInfo, ports: Ports
+    child: ChildProcess, output: EngineOutput, info: EngineInfo, ports: Ports, host: str
 ) -> _Reason | None:
     """Poll until ready (``None``) or until the start has visibly failed."""
     auth = (info.user, info.password)
@@ -193,6 +209,6 @@ async def _wait_ready(
                 return _Reason(f"the engine exited with status {code} while starting")
             if output.start_failed:
                 return _Reason("the engine failed to start", retry=output.port_taken)
-            if await probe(client, ports.bolt, info.database) is Readiness.READY:
+            if await probe(client, host, ports.bolt, info.database) is Readiness.READY:
                 return None
             await trio.sleep(_POLL_INTERVAL)

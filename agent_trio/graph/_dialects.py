@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import httpx
+import stamina
 
 from agent_trio._errors import ConfigError, GraphQueryError, GraphUnavailable
 from agent_trio.graph._gateway import GraphGateway
@@ -271,11 +272,25 @@ class ArcadeDialect(Dialect):
 
     async def _create_schema(self, gateway: GraphGateway, dimensions: int) -> None:
         for command in arcadedb_schema_commands(dimensions):
-            await self.sql(command)
+            await self._schema_sql(command)
 
     async def ensure_session_schema(self, gateway: GraphGateway) -> None:
         for command in arcadedb_session_commands():
-            await self.sql(command)
+            await self._schema_sql(command)
+
+    async def _schema_sql(self, command: str) -> None:
+        """Run an idempotent schema command, which another instance of the service may be
+        running at the same moment on the same server: ArcadeDB then fails one of them
+        with an internal error (HTTP 500), and running it again finds it done."""
+        async for attempt in stamina.retry_context(
+            on=_SchemaConflict,
+            attempts=_SCHEMA_ATTEMPTS,
+            timeout=None,  # deadlines are the caller's cancel scopes
+            wait_initial=0.05,
+            wait_max=1.0,
+        ):
+            with attempt:
+                await self.sql(command)
 
     async def sql(self, command: str) -> list[dict[str, Any]]:
         """Run one SQL command over HTTP; return its ``result`` rows."""
@@ -293,12 +308,22 @@ class ArcadeDialect(Dialect):
             )
         if response.status_code >= 400 or body is None:
             detail = (body or {}).get("detail") or (body or {}).get("error") or response.text
-            raise GraphQueryError(
+            error = _SchemaConflict if response.status_code >= 500 else GraphQueryError
+            raise error(
                 f"the graph refused schema command {command!r} "
                 f"(HTTP {response.status_code}): {str(detail)[:300]}"
             )
         result = body.get("result")
         return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
+
+
+#: tries of a schema command that failed on the server (see ``ArcadeDialect._schema_sql``)
+_SCHEMA_ATTEMPTS = 6
+
+
+class _SchemaConflict(GraphQueryError):
+    """The server failed a command (HTTP 5xx), as it does when another client changes
+    the schema at the same moment; raised as a :class:`GraphQueryError` if it stays."""
 
 
 def _json_or_none(response: httpx.Response) -> dict[str, Any] | None:

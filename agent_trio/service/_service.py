@@ -24,7 +24,7 @@ import httpx
 import trio
 import trio_asyncio
 
-from agent_trio._errors import AgentTrioError, ConfigError
+from agent_trio._errors import AgentTrioError
 from agent_trio._limiter_stats import LimiterStats
 from agent_trio._settings import Settings
 from agent_trio._version import __version__
@@ -216,16 +216,27 @@ def _leaves(group: BaseExceptionGroup[E]) -> list[E]:
     return out
 
 
-def _dialect(engine: EngineInfo | None, http: httpx.AsyncClient) -> Dialect:
-    if engine is None:
-        return make_dialect("neo4j")  # an external server: arcadedb was refused above
+def _dialect(settings: Settings, engine: EngineInfo | None, http: httpx.AsyncClient) -> Dialect:
+    if engine is not None:
+        return make_dialect(
+            "arcadedb",
+            http=http,
+            http_url=engine.http_url,
+            database=engine.database,
+            user=engine.user,
+            password=engine.password,
+        )
+    if settings.graph_dialect == "neo4j":
+        return make_dialect("neo4j")
+    # an ArcadeDB server of its own: Bolt at NEO4J_URI, its schema over ARCADEDB_HTTP_URL
+    target = _graph_target(settings, None)
     return make_dialect(
         "arcadedb",
         http=http,
-        http_url=engine.http_url,
-        database=engine.database,
-        user=engine.user,
-        password=engine.password,
+        http_url=settings.arcadedb_http_url,
+        database=target.database,
+        user=target.user,
+        password=target.password,
     )
 
 
@@ -235,15 +246,6 @@ async def open_service(
 ) -> AsyncIterator[Service]:
     """Open every resource of the service; close all of them on exit."""
     hooks = hooks or ServiceHooks()
-    if (
-        settings.graph_dialect == "arcadedb"
-        and not settings.embedded_engine
-        and hooks.engine is None
-    ):
-        raise ConfigError(
-            "GRAPH_DIALECT=arcadedb with NEO4J_URI set is not supported: "
-            "unset NEO4J_URI to use the embedded engine, or use GRAPH_DIALECT=neo4j"
-        )
     limiters = {"graph": trio.CapacityLimiter(settings.graph_max_concurrency)}
     open_emb = hooks.embedder or _open_configured_embedder
     open_chat_llm = hooks.llm or _open_configured_llm
@@ -265,7 +267,9 @@ async def open_service(
         if llm is not None:
             limiters["llm"] = llm.limiter
         limiters["chat"] = trio.CapacityLimiter(settings.chat_max_concurrency)
-        knowledge = KnowledgeStore(graph, _dialect(engine, http), dimensions=embedder.dimensions)
+        knowledge = KnowledgeStore(
+            graph, _dialect(settings, engine, http), dimensions=embedder.dimensions
+        )
         limiters["write"] = knowledge.write_limiter
         limiters["graph_health"] = graph.health_limiter
         await knowledge.ensure_schema()
