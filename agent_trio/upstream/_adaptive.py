@@ -21,7 +21,10 @@ concurrency the upstream is *proven* to accept (a lower bound). Signals:
   ``in_flight - 1``, and the window goes down to that bound (never below the proven
   level). Otherwise that concurrency is known to work, so the 429 is blamed on the
   rate, which is set (once per epoch) to the number of our requests the upstream
-  accepted in the current window - the count at which it said "no".
+  accepted in the current window - the count at which it said "no". Not in our first
+  window, though: until our requests span a whole window, their count is no measure
+  of the upstream's (a 429 after our first few requests may be a passing refusal),
+  so such a 429 is answered by its ``Retry-After`` pause alone.
 * **timeout** - multiplicative decrease (``decrease_factor``), once per epoch:
   answers to requests sent before the last decrease say nothing new (as TCP reacts
   once per round trip); the proven level is forgotten down to the new window.
@@ -103,6 +106,7 @@ class AdaptiveLimits:
         self._window = float(max_concurrency)
         self._proven = 0
         self._seq = 0
+        self._first_sent: float | None = None
         self._active: dict[int, float] = {}  # seq -> sent at
         self._ended: dict[int, float] = {}  # seq -> answered at, while it may matter
         self._concurrency_epoch = 0
@@ -126,6 +130,8 @@ class AdaptiveLimits:
         self._seq += 1
         before = frozenset(self._active)
         now = trio.current_time()
+        if self._first_sent is None:
+            self._first_sent = now
         self._active[self._seq] = now
         in_flight = len(before) + 1
         return Ticket(
@@ -217,7 +223,7 @@ class AdaptiveLimits:
         return True
 
     def _decrease_rate(self, ticket: Ticket, accepted_in_window: int) -> None:
-        if ticket.rate_epoch != self._rate_epoch:
+        if ticket.rate_epoch != self._rate_epoch or not self._spans_a_window():
             return
         self._rate_epoch += 1
         if self._rate_probe_since is not None:
@@ -227,6 +233,11 @@ class AdaptiveLimits:
         self.rate.rate = int(max(1, min(current - 1, accepted_in_window)))
         self._rate_bound_successes = 0
         self.rate_decreases += 1
+
+    def _spans_a_window(self) -> bool:
+        """Our requests have been counted for a whole rate window."""
+        first = self._first_sent
+        return first is not None and trio.current_time() - first >= self.rate.period
 
     def _grow_concurrency(self) -> None:
         if self._window >= self.max_concurrency:

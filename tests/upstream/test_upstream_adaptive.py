@@ -126,11 +126,27 @@ async def test_429_at_a_proven_concurrency_is_blamed_on_the_rate(
 ) -> None:
     limits = _limits(4, rate=100)
     _succeed_at(limits, 2)
+    await trio.sleep(limits.rate.period)  # our requests span a whole window
     _throttled_at(limits, 2, accepted=37)
     assert limits.rate.rate == 37
     assert limits.limiter.total_tokens == 4
     _throttled_at(limits, 1, accepted=40)  # never raised by a decrease
     assert limits.rate.rate == 36
+
+
+async def test_a_429_in_our_first_window_only_pauses(autojump_clock: trio.abc.Clock) -> None:
+    """Three requests, then a 429: three a minute is no measure of the upstream's
+    limit until our requests span a minute; the rate stays, and is cut after that."""
+    limits = _limits(4)  # unlimited rate
+    _succeed_at(limits, 2)
+    await trio.sleep(limits.rate.period / 2)
+    _throttled_at(limits, 1, accepted=3)
+    assert limits.rate.unlimited
+    assert limits.statistics().rate_decreases == 0
+    await trio.sleep(limits.rate.period / 2)
+    _throttled_at(limits, 1, accepted=3)
+    assert limits.rate.rate == 3
+    assert limits.statistics().rate_decreases == 1
 
 
 async def test_converges_to_a_hidden_concurrency_limit(autojump_clock: trio.abc.Clock) -> None:
