@@ -10,6 +10,7 @@ layer in particular, handles only these::
     ├── ResourceClosed              we closed it: a client used after its aclose()
     ├── GraphError
     │   ├── GraphUnavailable        the graph server cannot be reached or broke the connection
+    │   │   └── GraphTransient      a transaction lost a race (deadlock, concurrent change)
     │   ├── GraphQueryError         the server refused a statement (syntax, types, schema)
     │   └── GraphConstraintError    a unique constraint was violated
     ├── EngineError                 the embedded engine could not start or died
@@ -36,6 +37,7 @@ __all__ = [
     "GraphConstraintError",
     "GraphError",
     "GraphQueryError",
+    "GraphTransient",
     "GraphUnavailable",
     "IngestError",
     "ResourceClosed",
@@ -64,6 +66,11 @@ class GraphError(AgentTrioError):
 
 class GraphUnavailable(GraphError):
     """The graph database cannot be reached, or the connection broke."""
+
+
+class GraphTransient(GraphUnavailable):
+    """The graph failed a transaction for a passing reason (a deadlock, a concurrent
+    change to the same record, a leader change); running it again may succeed."""
 
 
 class GraphQueryError(GraphError):

@@ -7,12 +7,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import neo4j
 import pytest
 import trio
 import trio.testing
 import trio_asyncio
 
-from agent_trio import GraphQueryError, ResourceClosed
+from agent_trio import GraphQueryError, GraphTransient, ResourceClosed
 from agent_trio.engine import EngineInfo
 from agent_trio.graph import GraphGateway, GraphTarget, Statement, open_graph
 from tests.support.checks import (
@@ -85,6 +86,48 @@ async def test_a_failed_transaction_leaves_nothing(gateway: GraphGateway) -> Non
     assert await probes(gateway) == []
     await gateway.transaction([Statement("CREATE (:GatewayProbe {id: 'kept'})")])
     assert await probes(gateway) == ["kept"]
+
+
+async def test_a_transaction_that_loses_a_race_is_run_again_whole(gateway: GraphGateway) -> None:
+    """The engine's answer to a lost race is a TransientError; the first try fails so
+    after its first statement ran, and the second try runs both, once."""
+    tries: list[int] = []
+
+    def lose_the_first_race(index: int, count: int) -> None:
+        if index == 0:
+            tries.append(gateway.limiter.borrowed_tokens)
+        if index == 1 and len(tries) == 1:
+            raise neo4j.exceptions.TransientError("concurrent change to the same record")
+
+    gateway.on_statement = lose_the_first_race
+    try:
+        await gateway.transaction(
+            [
+                Statement("CREATE (:GatewayProbe {id: 'one'})"),
+                Statement("CREATE (:GatewayProbe {id: 'two'})"),
+            ]
+        )
+    finally:
+        gateway.on_statement = None
+    assert tries == [1, 1]  # each try took one slot: the first gave its slot back
+    assert await probes(gateway) == ["one", "two"]  # the first try was rolled back
+
+
+async def test_a_transaction_that_keeps_losing_fails_as_transient(gateway: GraphGateway) -> None:
+    def always_lose(index: int, count: int) -> None:
+        if index == 1:
+            raise neo4j.exceptions.TransientError("deadlock detected")
+
+    gateway.on_statement = always_lose
+    try:
+        with pytest.raises(GraphTransient):
+            await gateway.transaction(
+                [Statement("CREATE (:GatewayProbe {id: 'never'})"), Statement("RETURN 1")]
+            )
+    finally:
+        gateway.on_statement = None
+    assert await probes(gateway) == []
+    assert_limiters_free(gateway.limiter)
 
 
 async def test_a_query_cancelled_once_sent_returns_when_the_engine_is_done(

@@ -263,3 +263,46 @@ async def test_a_second_engine_on_the_same_data_directory_exits_1_in_one_line(
     assert len(lines) == 1, lines
     assert lines[0].startswith("agent-trio engine: ")
     assert str(standalone_engine.data_dir) in lines[0]
+
+
+async def test_documents_posted_through_both_instances_at_once_are_all_stored(
+    tmp_path: Path, standalone_engine: StandaloneEngine
+) -> None:
+    """Documents that name the same people and places, posted side by side through
+    two instances: each instance writes one document at a time, the two together do
+    not, and every document must still be stored whole."""
+    fake = FakeEmbeddings(dimensions=16)
+    per_instance = 8
+    async with trio.open_nursery() as nursery:
+        embeddings_url = await nursery.start(serve_embeddings, fake)
+        env = instance_env(standalone_engine, embeddings_url)
+        async with (
+            instances(tmp_path, 2, env) as urls,
+            httpx.AsyncClient(timeout=HANG) as client,
+        ):
+            answers: dict[str, httpx.Response] = {}
+
+            async def post(url: str, n: int) -> None:
+                source = f"shared-{n}-{url.rsplit(':', 1)[1]}.md"
+                content = (
+                    f"Report {n}. Ada Lovelace met Charles Babbage in London in 1833. "
+                    f"Babbage showed Lovelace the Difference Engine at his house in London. "
+                    f"Note {n} of {source}."
+                )
+                answers[source] = await client.post(
+                    f"{url}/documents", json={"source": source, "content": content}
+                )
+
+            with trio.fail_after(HANG):
+                async with trio.open_nursery() as posts:
+                    for n in range(per_instance):
+                        for url in urls:
+                            posts.start_soon(post, url, n)
+            failed = {
+                s: (r.status_code, r.text) for s, r in answers.items() if r.status_code != 201
+            }
+            assert failed == {}
+            listed = (await client.get(f"{urls[0]}/documents", params={"limit": 100})).json()
+            sources = {d["source"] for d in listed["documents"]}
+            assert set(answers) <= sources
+        nursery.cancel_scope.cancel()

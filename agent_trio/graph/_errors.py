@@ -8,6 +8,7 @@ from agent_trio._errors import (
     GraphConstraintError,
     GraphError,
     GraphQueryError,
+    GraphTransient,
     GraphUnavailable,
 )
 
@@ -16,7 +17,6 @@ __all__ = ["map_driver_error"]
 _UNAVAILABLE = (
     neo.ServiceUnavailable,
     neo.SessionExpired,
-    neo.TransientError,
     neo.ConnectionPoolError,
     neo.AuthError,
     OSError,
@@ -27,6 +27,8 @@ _UNAVAILABLE = (
 def map_driver_error(exc: BaseException) -> GraphError | None:
     """Return our error for a driver error, or ``None`` if it is not one of theirs."""
     message = _first_line(exc)
+    if isinstance(exc, neo.TransientError):
+        return GraphTransient(f"graph database transaction failed, may succeed again: {message}")
     if isinstance(exc, neo.ConstraintError):
         return GraphConstraintError(message)
     if isinstance(exc, _UNAVAILABLE):

@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import neo4j
+import stamina
 import trio
 import trio_asyncio
 
 from agent_trio._errors import (
     GraphConstraintError,
     GraphQueryError,
+    GraphTransient,
     GraphUnavailable,
     ResourceClosed,
 )
@@ -52,6 +54,8 @@ T = TypeVar("T")
 _CLOSE_DEADLINE = 5.0
 #: how long a cancelled call waits for the engine to finish its statement
 CANCEL_GRACE = 5.0
+#: tries of a transaction that lost a race with another (see ``GraphGateway.transaction``)
+_TRANSACTION_ATTEMPTS = 5
 #: how long dropping the connection of a call the engine did not finish may take
 _DROP_DEADLINE = 2.0
 
@@ -153,11 +157,27 @@ class GraphGateway:
         return await self._call(lambda call: self._aio_query(statement, call))
 
     async def transaction(self, statements: Sequence[Statement]) -> list[list[Record]]:
-        """Run statements in one explicit transaction: all of them commit, or none."""
+        """Run statements in one explicit transaction: all of them commit, or none.
+
+        A transaction that loses a race with another client's (a deadlock, a
+        concurrent change to the same record, or two ``MERGE``s creating the same
+        node, which a unique index refuses to one of them) was rolled back, and is run
+        again, as the driver's managed transactions do: a few times, with jittered
+        back-off, each try taking its own slot of the limiter.
+        """
         todo = list(statements)
-        return await self._call(
-            lambda call: self._aio_transaction(todo, call), operation="transaction"
-        )
+        async for attempt in stamina.retry_context(
+            on=(GraphTransient, GraphConstraintError),
+            attempts=_TRANSACTION_ATTEMPTS,
+            timeout=None,  # deadlines are the caller's cancel scopes
+            wait_initial=0.02,
+            wait_max=0.5,
+        ):
+            with attempt:
+                return await self._call(
+                    lambda call: self._aio_transaction(todo, call), operation="transaction"
+                )
+        raise AssertionError("stamina gives up by raising")  # pragma: no cover
 
     async def ping(self) -> None:
         """One trivial round trip; raises :class:`GraphUnavailable` if it fails."""
@@ -320,13 +340,15 @@ class GraphGateway:
 
 
 def error_kind(exc: BaseException) -> str:
-    """The kind of a failed call, for metrics: ``unavailable``, ``query``, ``constraint``,
-    ``closed``, ``cancelled`` (the caller gave up; not the graph's fault) or ``other``."""
+    """The kind of a failed call, for metrics: ``transient`` (a lost race, tried again),
+    ``unavailable``, ``query``, ``constraint``, ``closed``, ``cancelled`` (the caller
+    gave up; not the graph's fault) or ``other``."""
     if isinstance(exc, BaseExceptionGroup):
         _, rest = exc.split(trio.Cancelled)
         return "cancelled" if rest is None else "other"
     kinds: tuple[tuple[type[BaseException], str], ...] = (
         (trio.Cancelled, "cancelled"),
+        (GraphTransient, "transient"),
         (GraphUnavailable, "unavailable"),
         (GraphConstraintError, "constraint"),
         (GraphQueryError, "query"),
