@@ -20,7 +20,7 @@ import sys
 
 import trio
 
-from agent_trio._errors import AgentTrioError, ConfigError
+from agent_trio._errors import AgentTrioError, ConfigError, leaf_errors
 from agent_trio._settings import load_settings
 from agent_trio.engine import EngineConfig, EngineInfo, run_embedded_engine
 from agent_trio.service import engine_config
@@ -42,7 +42,7 @@ def run_engine_command(host: str, bolt_port: int, http_port: int) -> int:
     try:
         trio.run(_run, config)
     except* AgentTrioError as group:
-        for error in _leaves(group):
+        for error in leaf_errors(group):
             _error(str(error).splitlines()[0])
         status = 1
     return status
@@ -65,13 +65,6 @@ def _print_settings(info: EngineInfo) -> None:
     print(f"ARCADEDB_HTTP_URL={info.http_url}")
     print(f"# NEO4J_PASSWORD is in {info.password_file}")
     sys.stdout.flush()
-
-
-def _leaves(group: BaseExceptionGroup[AgentTrioError]) -> list[AgentTrioError]:
-    out: list[AgentTrioError] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
 
 
 def _error(message: str) -> None:

@@ -28,6 +28,8 @@ Deadlines are not part of the tree: callers use ``trio.fail_after`` and get
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 __all__ = [
     "AgentTrioError",
     "CircuitOpen",
@@ -45,6 +47,7 @@ __all__ = [
     "UpstreamProtocolError",
     "UpstreamRejected",
     "UpstreamUnavailable",
+    "leaf_errors",
 ]
 
 
@@ -129,3 +132,14 @@ class UpstreamProtocolError(UpstreamError):
 
 class IngestError(AgentTrioError):
     """One document could not be read, parsed or written."""
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def leaf_errors(group: BaseExceptionGroup[E]) -> list[E]:
+    """The exceptions of ``group`` and of the groups nested in it, in order."""
+    out: list[E] = []
+    for exc in group.exceptions:
+        out.extend(leaf_errors(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import trio
 
-from agent_trio._errors import AgentTrioError, ConfigError, IngestError
+from agent_trio._errors import AgentTrioError, ConfigError, IngestError, leaf_errors
 from agent_trio._settings import Settings, load_settings
 from agent_trio.ingest import (
     SUPPORTED_SUFFIXES,
@@ -54,7 +54,7 @@ def run_ingest_command(paths: Sequence[Path], *, clean: bool) -> int:
         _error("interrupted; every document written so far is complete")
         status = 130
     except* AgentTrioError as group:
-        for error in _leaves(group):
+        for error in leaf_errors(group):
             _error(f"cannot ingest: {_first_line(error)}")
     finally:
         progress.close()
@@ -91,16 +91,6 @@ async def _ingest(
 ) -> IngestSummary:
     async with open_service(settings) as service:
         return await service.ingestor.ingest_paths(files, clean=clean, progress=progress)
-
-
-def _leaves(group: BaseExceptionGroup[AgentTrioError]) -> list[AgentTrioError]:
-    out: list[AgentTrioError] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            out.extend(_leaves(exc))
-        else:
-            out.append(exc)
-    return out
 
 
 def _first_line(exc: BaseException) -> str:

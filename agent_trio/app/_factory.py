@@ -15,7 +15,7 @@ from quart_cors import cors
 from quart_schema import Info, QuartSchema, validate_response
 from quart_trio import QuartTrio
 
-from agent_trio._errors import AgentTrioError
+from agent_trio._errors import AgentTrioError, leaf_errors
 from agent_trio._logs import current_request
 from agent_trio._settings import Settings, load_settings
 from agent_trio._version import __version__
@@ -135,7 +135,7 @@ def _install_lifespan(
                 configure_logging(settings.log_level, settings.log_format)
             service = await runner.start(nursery, settings)
         except* (AgentTrioError, OSError) as group:
-            reason = "; ".join(str(exc) for exc in _leaves(group))
+            reason = "; ".join(str(exc) for exc in leaf_errors(group))
             if owns_process:
                 report_failed_startup(reason, quiet_traceback=hypercorn_command)
             else:
@@ -157,13 +157,6 @@ def _install_lifespan(
     @app.after_serving
     async def _stop() -> None:
         await runner.stop()
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
 
 
 def _install_request_hooks(app: Quart, runner: ServiceRunner, metrics: Metrics) -> None:

@@ -24,7 +24,7 @@ import httpx
 import trio
 import trio_asyncio
 
-from agent_trio._errors import AgentTrioError
+from agent_trio._errors import AgentTrioError, leaf_errors
 from agent_trio._limiter_stats import LimiterStats
 from agent_trio._settings import Settings
 from agent_trio._version import __version__
@@ -51,7 +51,6 @@ __all__ = ["LimiterStats", "Service", "ServiceHooks", "open_service", "serve_ser
 
 log = logging.getLogger("agent_trio.service")
 T = TypeVar("T")
-E = TypeVar("E", bound=BaseException)
 
 EmbedderOpener = Callable[[Settings], AbstractAsyncContextManager[Embedder]]
 LlmOpener = Callable[[Settings], AbstractAsyncContextManager[LlmClient | None]]
@@ -192,7 +191,7 @@ async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
         with service.in_flight.track("ingestion"):
             summary = await service.ingestor.ingest_paths(paths)
     except* AgentTrioError as group:
-        for exc in _leaves(group):
+        for exc in leaf_errors(group):
             log.error("INGEST_ON_START failed: %s", exc)
     except* Exception as group:
         log.error("INGEST_ON_START failed unexpectedly", exc_info=group)
@@ -209,31 +208,16 @@ async def _ingest_on_start(service: Service, paths: list[Path]) -> None:
         log.warning("INGEST_ON_START could not ingest %s: %s", source, reason)
 
 
-def _leaves(group: BaseExceptionGroup[E]) -> list[E]:
-    out: list[E] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
-
-
 def _dialect(settings: Settings, engine: EngineInfo | None, http: httpx.AsyncClient) -> Dialect:
-    if engine is not None:
-        return make_dialect(
-            "arcadedb",
-            http=http,
-            http_url=engine.http_url,
-            database=engine.database,
-            user=engine.user,
-            password=engine.password,
-        )
-    if settings.graph_dialect == "neo4j":
+    """The embedded engine's dialect, or GRAPH_DIALECT's for a server of its own; an
+    ArcadeDB server has its schema made over its HTTP API (ARCADEDB_HTTP_URL)."""
+    if engine is None and settings.graph_dialect == "neo4j":
         return make_dialect("neo4j")
-    # an ArcadeDB server of its own: Bolt at NEO4J_URI, its schema over ARCADEDB_HTTP_URL
-    target = _graph_target(settings, None)
+    target = _graph_target(settings, engine)
     return make_dialect(
         "arcadedb",
         http=http,
-        http_url=settings.arcadedb_http_url,
+        http_url=engine.http_url if engine is not None else settings.arcadedb_http_url,
         database=target.database,
         user=target.user,
         password=target.password,
