@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 import trio
 import trio_asyncio
+from trio.testing import wait_all_tasks_blocked
 
+from agent_trio import GraphQueryError
 from agent_trio.engine import EngineInfo
 from agent_trio.graph import ArcadeDialect, GraphTarget, SessionStore, open_graph
 from tests._engine import own_database
@@ -140,3 +143,149 @@ async def test_a_reply_is_written_only_after_its_question(
         ("assistant", "interrupted", ""),
     ]
     assert messages[0].id == "asked"
+
+
+# -- answers that end together are written together ------------------------------------
+
+
+def counting_statements(sessions: SessionStore) -> list[int]:
+    """The number of messages in each add-message statement sent from now on."""
+    gateway = sessions._gateway
+    sizes: list[int] = []
+    query = gateway.query
+
+    async def counted(text: str, params: Any = None) -> Any:
+        if "UNWIND $rows" in text:
+            sizes.append(len(params["rows"]))
+        return await query(text, params)
+
+    gateway.query = counted  # type: ignore[method-assign]
+    return sizes
+
+
+async def test_answers_that_end_together_share_a_statement(
+    store: tuple[SessionStore, Clock],
+) -> None:
+    sessions, _ = store
+    sizes = counting_statements(sessions)
+    async with trio.open_nursery() as nursery:
+        for n in range(40):
+            nursery.start_soon(sessions.add_message, f"g-{n}", "assistant", f"answer {n}")
+    assert sum(sizes) == 40  # every message once
+    assert len(sizes) < 40  # and fewer statements than messages: the first alone, then the rest
+    for n in range(40):
+        stored = await sessions.messages(f"g-{n}")
+        assert [(m.role, m.content) for m in stored] == [("assistant", f"answer {n}")]
+
+
+async def test_a_refused_message_fails_alone(store: tuple[SessionStore, Clock]) -> None:
+    sessions, _ = store
+    gateway = sessions._gateway
+    query = gateway.query
+
+    async def refuse_bad(text: str, params: Any = None) -> Any:
+        if "UNWIND $rows" in text and any(r["content"] == "bad" for r in params["rows"]):
+            raise GraphQueryError("refused")
+        return await query(text, params)
+
+    gateway.query = refuse_bad  # type: ignore[method-assign]
+    outcomes: dict[str, str] = {}
+
+    async def add(session: str, content: str) -> None:
+        try:
+            await sessions.add_message(session, "assistant", content)
+        except GraphQueryError:
+            outcomes[session] = "refused"
+        else:
+            outcomes[session] = "stored"
+
+    async with trio.open_nursery() as nursery:
+        for n in range(6):
+            nursery.start_soon(add, f"r-{n}", "bad" if n == 3 else f"fine {n}")
+    assert outcomes == {f"r-{n}": "refused" if n == 3 else "stored" for n in range(6)}
+    assert await sessions.messages("r-3") == []
+    assert [m.content for m in await sessions.messages("r-4")] == ["fine 4"]
+
+
+async def test_a_writer_cancelled_on_the_engine_leaves_the_others_to_the_next(
+    store: tuple[SessionStore, Clock],
+) -> None:
+    """A's statement is held while B, C and D queue; then B writes all three and is
+    cancelled while its statement runs. Whether B's batch committed is unknown, so C
+    writes C and D again: each stored once (the statement merges on the ids)."""
+    sessions, _ = store
+    gateway = sessions._gateway
+    query = gateway.query
+    sizes: list[int] = []
+    release_a, b_sent = trio.Event(), trio.Event()
+
+    async def gated(text: str, params: Any = None) -> Any:
+        if "UNWIND $rows" in text:
+            sizes.append(len(params["rows"]))
+            if len(sizes) == 1:
+                await release_a.wait()
+            elif len(sizes) == 2:
+                b_sent.set()
+        return await query(text, params)
+
+    gateway.query = gated  # type: ignore[method-assign]
+    cut = trio.CancelScope()
+
+    async def b() -> None:
+        with cut:
+            await sessions.add_message("c-b", "assistant", "cut short")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sessions.add_message, "c-a", "assistant", "answer a")
+        await wait_all_tasks_blocked()  # A holds the lock, its statement held
+        nursery.start_soon(b)
+        await wait_all_tasks_blocked()
+        for name in ("c", "d"):
+            nursery.start_soon(sessions.add_message, f"c-{name}", "assistant", f"answer {name}")
+        await wait_all_tasks_blocked()  # B, C, D queued in that order
+        release_a.set()
+        await b_sent.wait()
+        cut.cancel()
+    assert cut.cancelled_caught
+    assert sizes == [1, 3, 2]
+    for name in ("a", "c", "d"):
+        stored = await sessions.messages(f"c-{name}")
+        assert [m.content for m in stored] == [f"answer {name}"]
+    assert len(await sessions.messages("c-b")) <= 1
+
+
+async def test_a_writer_cancelled_while_it_waits_writes_nothing(
+    store: tuple[SessionStore, Clock],
+) -> None:
+    sessions, _ = store
+    gateway = sessions._gateway
+    query = gateway.query
+    sizes: list[int] = []
+    release = trio.Event()
+
+    async def gated(text: str, params: Any = None) -> Any:
+        if "UNWIND $rows" in text:
+            sizes.append(len(params["rows"]))
+            await release.wait()
+        return await query(text, params)
+
+    gateway.query = gated  # type: ignore[method-assign]
+    waiter = trio.CancelScope()
+
+    async def waiting() -> None:
+        with waiter:
+            await sessions.add_message("w-1", "assistant", "never written")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sessions.add_message, "w-0", "assistant", "first")
+        await wait_all_tasks_blocked()  # w-0 holds the lock, its statement held
+        nursery.start_soon(waiting)
+        await wait_all_tasks_blocked()  # w-1 queued, waiting for the lock
+        waiter.cancel()
+        await wait_all_tasks_blocked()
+        release.set()
+    assert waiter.cancelled_caught
+    await sessions.add_message("w-2", "assistant", "after")
+    assert sizes == [1, 1]  # w-0 alone, then w-2 alone: nothing of w-1 was left queued
+    assert [m.content for m in await sessions.messages("w-0")] == ["first"]
+    assert await sessions.messages("w-1") == []

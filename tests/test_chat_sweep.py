@@ -110,7 +110,7 @@ class Cuts:
             self._scope.cancel()
 
 
-_QUERIES = {_sessions._OPEN_TURN: "open_turn", _sessions._ADD_MESSAGE: "add_message"}
+_QUERIES = {_sessions._OPEN_TURN: "open_turn", _sessions._ADD_MESSAGES: "add_message"}
 
 
 def instrument(service: Service, fake_llm: FakeLlm, fake_emb: FakeEmbeddings, cuts: Cuts) -> None:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import trio
+
+from agent_trio._errors import GraphError, GraphQueryError
 from agent_trio.graph._dialects import Dialect
 from agent_trio.graph._gateway import GraphGateway, Record, Statement
 
@@ -59,12 +62,16 @@ _RESTART_SESSION = """
 MATCH (s:Session {id: $id})
 SET s.user_id = $user_id, s.metadata = $metadata, s.created_at = $now
 """
-_ADD_MESSAGE = """
-MERGE (s:Session {id: $session_id})
-ON CREATE SET s.metadata = '{}', s.created_at = $now
-SET s.updated_at = $now
-CREATE (m:Message {id: $id, session_id: $session_id, role: $role, content: $content,
-                   status: $status, tool_calls: $tool_calls, created_at: $now})
+#: messages written together (see :class:`_GroupCommit`); MERGE on the id, so that a
+#: batch whose fate is unknown (its writer was cancelled) can be written again
+_ADD_MESSAGES = """
+UNWIND $rows AS r
+MERGE (s:Session {id: r.session_id})
+ON CREATE SET s.metadata = '{}', s.created_at = r.now
+SET s.updated_at = r.now
+MERGE (m:Message {id: r.id})
+ON CREATE SET m.session_id = r.session_id, m.role = r.role, m.content = r.content,
+              m.status = r.status, m.tool_calls = r.tool_calls, m.created_at = r.now
 """
 _ADD_REPLY = """
 MATCH (asked:Message {id: $reply_to})
@@ -135,6 +142,7 @@ class SessionStore:
         self._dialect = dialect
         self.ttl = ttl
         self._now = now
+        self._group = _GroupCommit(gateway)
 
     async def ensure_schema(self) -> None:
         await self._dialect.ensure_session_schema(self._gateway)
@@ -215,7 +223,8 @@ class SessionStore:
         reply_to: str | None = None,
     ) -> MessageRow:
         """Write one message (``message_id`` if given) and mark the session used,
-        in one statement (the session is made again if it is gone).
+        in one statement (the session is made again if it is gone), which also
+        writes the messages of other chats that ended at the same moment.
 
         With ``reply_to``, the message is written only if the message of that id is
         stored: the answer to a turn cut while its question was being written.
@@ -231,7 +240,7 @@ class SessionStore:
             now,
         )
         if reply_to is None:
-            await self._gateway.query(_ADD_MESSAGE, _add(message))
+            await self._group.write(_add(message))
         else:
             await self._gateway.query(_ADD_REPLY, {**_add(message), "reply_to": reply_to})
         return message
@@ -250,6 +259,87 @@ class SessionStore:
 
     def _stamp(self) -> str:
         return self._now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Pending:
+    __slots__ = ("done", "error", "row")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.row = row
+        self.done = False
+        self.error: GraphError | None = None
+
+
+class _GroupCommit:
+    """Messages that are written at the same moment go in one statement.
+
+    Each writer queues its message, then takes the lock (fair: first come, first
+    served). Whoever holds it writes every message queued by then; a writer whose
+    message was written while it waited returns at once. Many chats ending together
+    (a burst of answers, a shutdown) thus cost a few commits instead of one each.
+
+    A writer cancelled while it waits takes its message out of the queue. One
+    cancelled while its batch is on the engine puts the other messages back: the
+    batch may or may not have committed, and writing it again merges on the ids. A
+    batch that the graph refuses is written again one message at a time, so that a
+    bad message fails alone.
+    """
+
+    def __init__(self, gateway: GraphGateway) -> None:
+        self._gateway = gateway
+        self._queue: list[_Pending] = []
+        self._lock = trio.Lock()
+
+    async def write(self, row: dict[str, Any]) -> None:
+        mine = _Pending(row)
+        self._queue.append(mine)
+        try:
+            async with self._lock:
+                if not mine.done:
+                    await self._write_queued(mine)
+        except BaseException:
+            if not mine.done and mine in self._queue:
+                self._queue.remove(mine)
+            raise
+        if mine.error is not None:
+            raise mine.error
+
+    async def _write_queued(self, mine: _Pending) -> None:
+        batch, self._queue = self._queue, []
+        try:
+            await self._write_batch(batch)
+        except BaseException:  # cancelled: the others go back to the front of the queue
+            self._queue[:0] = [p for p in batch if p is not mine and not p.done]
+            raise
+
+    async def _write_batch(self, batch: list[_Pending]) -> None:
+        """Write ``batch``; each message ends done, with its error if it failed."""
+        try:
+            await self._statement(batch)
+        except GraphQueryError as exc:
+            if len(batch) == 1:
+                _finish(batch, exc)
+                return
+            for pending in batch:  # which one was refused? each alone
+                try:
+                    await self._statement([pending])
+                except GraphQueryError as alone:
+                    _finish([pending], alone)
+                else:
+                    _finish([pending], None)
+        except GraphError as exc:  # the graph is down: for all of them
+            _finish(batch, exc)
+        else:
+            _finish(batch, None)
+
+    async def _statement(self, batch: list[_Pending]) -> None:
+        await self._gateway.query(_ADD_MESSAGES, {"rows": [p.row for p in batch]})
+
+
+def _finish(batch: list[_Pending], error: GraphError | None) -> None:
+    for pending in batch:
+        pending.error = error
+        pending.done = True
 
 
 def new_id() -> str:
