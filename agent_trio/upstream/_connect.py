@@ -59,6 +59,12 @@ async def open_upstream(
         base_url=config.base_url,
         headers=headers,
         timeout=edge_timeout(config.attempt_timeout),
+        # as many connections as requests may be in flight: our limiter is the limit,
+        # never httpx's default pool of 100 below it
+        limits=httpx.Limits(
+            max_connections=config.max_concurrency,
+            max_keepalive_connections=config.max_concurrency,
+        ),
         transport=transport,
     ) as client:
         yield Upstream(

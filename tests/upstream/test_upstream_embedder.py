@@ -31,6 +31,8 @@ from agent_trio import (
 )
 from agent_trio.service import embedding_config
 from agent_trio.upstream import HttpEmbedder, open_embedder
+from tests.support.fake_embeddings import FakeEmbeddings, text_vector
+from tests.support.fake_embeddings import serve as serve_embeddings
 
 
 def _texts(n: int) -> list[str]:
@@ -577,3 +579,24 @@ def test_entry_points_replace_stamina_s_bare_retry_log() -> None:
         assert stamina.instrumentation.get_on_retry_hooks() == ()
     finally:
         stamina.instrumentation.set_on_retry_hooks(None)
+
+
+async def test_the_connection_pool_is_as_wide_as_the_concurrency_limit() -> None:
+    """150 requests in flight at once over real loopback HTTP: httpx's default pool of
+    100 connections must not be a hidden second limit below EMBEDDING_MAX_CONCURRENCY."""
+    wanted = 150
+    all_in = trio.Event()
+    fake = FakeEmbeddings(dimensions=DIMS, vector=text_vector, gate=all_in)
+    fake.on_request = lambda count: all_in.set() if fake.in_flight + 1 >= wanted else None
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(serve_embeddings, fake)
+        settings = embedding_settings(
+            embedding_base_url=url, embedding_max_concurrency=wanted, embedding_batch_size=1
+        )
+        texts = [f"text {n}" for n in range(wanted)]
+        async with open_embedder(embedding_config(settings), tuning=quick_tuning()) as emb:
+            with trio.fail_after(60):  # against a hang: fewer than 150 would wait forever
+                vectors = await emb.embed(texts)
+        assert vectors == [vector_for(t) for t in texts]
+        assert fake.max_in_flight == wanted
+        nursery.cancel_scope.cancel()
