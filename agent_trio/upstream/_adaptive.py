@@ -21,10 +21,13 @@ concurrency the upstream is *proven* to accept (a lower bound). Signals:
   ``in_flight - 1``, and the window goes down to that bound (never below the proven
   level). Otherwise that concurrency is known to work, so the 429 is blamed on the
   rate, which is set (once per epoch) to the number of our requests the upstream
-  accepted in the current window - the count at which it said "no". Not in our first
-  window, though: until our requests span a whole window, their count is no measure
-  of the upstream's (a 429 after our first few requests may be a passing refusal),
-  so such a 429 is answered by its ``Retry-After`` pause alone.
+  accepted in the current window - the count at which it said "no". At most once a
+  window: a cut shows in what the upstream counts only after a whole window, so the
+  429s of that window say nothing new (as TCP reacts once per round trip, and the
+  rate's round trip is its window). Not in our first window either: until our
+  requests span a whole window, their count is no measure of the upstream's (a 429
+  after our first few requests may be a passing refusal). Such 429s are answered by
+  their ``Retry-After`` pause alone.
 * **timeout** - multiplicative decrease (``decrease_factor``), once per epoch:
   answers to requests sent before the last decrease say nothing new (as TCP reacts
   once per round trip); the proven level is forgotten down to the new window.
@@ -107,6 +110,7 @@ class AdaptiveLimits:
         self._proven = 0
         self._seq = 0
         self._first_sent: float | None = None
+        self._last_rate_cut = -math.inf
         self._active: dict[int, float] = {}  # seq -> sent at
         self._ended: dict[int, float] = {}  # seq -> answered at, while it may matter
         self._concurrency_epoch = 0
@@ -225,6 +229,10 @@ class AdaptiveLimits:
     def _decrease_rate(self, ticket: Ticket, accepted_in_window: int) -> None:
         if ticket.rate_epoch != self._rate_epoch or not self._spans_a_window():
             return
+        now = trio.current_time()
+        if now - self._last_rate_cut < self.rate.period:
+            return
+        self._last_rate_cut = now
         self._rate_epoch += 1
         if self._rate_probe_since is not None:
             self._rate_probe_since = None

@@ -130,8 +130,12 @@ async def test_429_at_a_proven_concurrency_is_blamed_on_the_rate(
     _throttled_at(limits, 2, accepted=37)
     assert limits.rate.rate == 37
     assert limits.limiter.total_tokens == 4
+    _throttled_at(limits, 1, accepted=20)  # within the window of the cut: nothing new
+    assert limits.rate.rate == 37
+    await trio.sleep(limits.rate.period)
     _throttled_at(limits, 1, accepted=40)  # never raised by a decrease
     assert limits.rate.rate == 36
+    assert limits.statistics().rate_decreases == 2
 
 
 async def test_a_429_in_our_first_window_only_pauses(autojump_clock: trio.abc.Clock) -> None:
