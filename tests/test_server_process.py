@@ -26,7 +26,7 @@ import trio
 from tests.support.fake_embeddings import FakeEmbeddings
 from tests.support.fake_embeddings import serve as serve_embeddings
 from tests.support.fake_llm import FakeLlm, Text
-from tests.support.service import pid_alive
+from tests.support.service import engine_pids
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -35,21 +35,6 @@ HYPERCORN = Path(sys.executable).parent / "hypercorn"
 GRACEFUL_TIMEOUT = float(tomllib.loads((ROOT / "hypercorn.toml").read_text())["graceful_timeout"])
 #: bounds against a hang (a start, an exit): never a measure of speed
 HANG = 180
-
-
-def engine_pids(data_dir: Path) -> list[int]:
-    """Java processes whose command line names this data directory."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if "java" in cmdline and str(data_dir) in cmdline and pid_alive(int(entry.name)):
-            pids.append(int(entry.name))
-    return pids
 
 
 def free_port() -> int:
