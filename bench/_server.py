@@ -15,7 +15,15 @@ import sys
 from pathlib import Path
 from typing import IO
 
-__all__ = ["HYPERCORN", "ROOT", "free_port", "machine", "server_env", "start_server"]
+__all__ = [
+    "HYPERCORN",
+    "ROOT",
+    "free_port",
+    "machine",
+    "server_command",
+    "server_env",
+    "start_server",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 HYPERCORN = Path(sys.executable).parent / "hypercorn"
@@ -37,18 +45,23 @@ def server_env(data_dir: Path, **settings: str) -> dict[str, str]:
     return env
 
 
+def server_command(port: int) -> list[str]:
+    """``hypercorn --config hypercorn.toml agent_trio.app:app`` on ``port`` of loopback."""
+    return [
+        str(HYPERCORN),
+        "--config",
+        str(ROOT / "hypercorn.toml"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "agent_trio.app:app",
+    ]
+
+
 def start_server(
     data_dir: Path, port: int, env: dict[str, str], *, stderr: IO[bytes] | int | None
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            str(HYPERCORN),
-            "--config",
-            str(ROOT / "hypercorn.toml"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "agent_trio.app:app",
-        ],
+        server_command(port),
         cwd=data_dir.parent,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -61,7 +61,12 @@ from agent_trio.graph import _sessions
 from agent_trio.service import Service, ServiceHooks, embedding_config
 from agent_trio.upstream import open_embedder
 from tests.support.chat import CORPUS, chat_settings, data_frames
-from tests.support.checks import assert_limiters_free, living_tasks, pending_driver_tasks
+from tests.support.checks import (
+    assert_limiters_free,
+    living_tasks,
+    pending_driver_tasks,
+    upstream_settled,
+)
 from tests.support.fake_embeddings import FakeEmbeddings
 from tests.support.fake_llm import Calls, FakeLlm, Reply, Text
 from tests.support.service import running
@@ -229,20 +234,6 @@ async def session_state(service: Service, session_id: str) -> Expected:
         return Expected(pairs)
     [answer] = answers
     return Expected(pairs, answer.content, tuple(c["tool_call_id"] for c in answer.tool_calls))
-
-
-def open_pool_connections(service: Service) -> list[Any]:
-    """The LLM client's pooled connections that are not closed (httpcore's pool)."""
-    assert service.llm is not None
-    pool = service.llm._upstream._client._transport._pool  # type: ignore[attr-defined]
-    return [c for c in pool.connections if not c.is_closed()]
-
-
-def upstream_settled(service: Service, fake: FakeLlm) -> bool:
-    pooled = open_pool_connections(service)
-    return (
-        fake.in_flight == 0 and all(c.is_idle() for c in pooled) and fake.connections == len(pooled)
-    )
 
 
 #: the task of one connection to the fake LLM (the test's only ``serve_listeners``)

@@ -26,7 +26,7 @@ import trio
 from tests.support.fake_embeddings import FakeEmbeddings
 from tests.support.fake_embeddings import serve as serve_embeddings
 from tests.support.fake_llm import FakeLlm, Text
-from tests.support.service import pid_alive
+from tests.support.service import engine_pids
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -35,21 +35,6 @@ HYPERCORN = Path(sys.executable).parent / "hypercorn"
 GRACEFUL_TIMEOUT = float(tomllib.loads((ROOT / "hypercorn.toml").read_text())["graceful_timeout"])
 #: bounds against a hang (a start, an exit): never a measure of speed
 HANG = 180
-
-
-def engine_pids(data_dir: Path) -> list[int]:
-    """Java processes whose command line names this data directory."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if "java" in cmdline and str(data_dir) in cmdline and pid_alive(int(entry.name)):
-            pids.append(int(entry.name))
-    return pids
 
 
 def free_port() -> int:
@@ -347,4 +332,89 @@ async def test_sigterm_ends_an_open_stream_with_shutting_down(
             ("user", "complete", body["message"]),
             ("assistant", "interrupted", first),
         ]
+        fakes.cancel_scope.cancel()
+
+
+#: the issue's figure: streams open at once when the server is told to stop
+OPEN_STREAMS = 100
+
+
+async def test_sigterm_with_100_open_streams_tells_every_one_and_exits_0(tmp_path: Path) -> None:
+    """The issue's bound on the time it takes (graceful_timeout + 2 s) is measured by
+    ``bench/shutdown.py``; here every wait is bounded against a hang only."""
+    held = trio.Event()  # never set: every answer stops after its first words
+    first, rest = "Held words. ", "The rest."
+    fake_llm = FakeLlm([Text(first + rest, pieces=2, pause=held)], keep_bodies=False)
+    fake_embeddings = FakeEmbeddings(dimensions=16)
+    # the defaults (64 chats, 8 LLM requests at once) would queue most of the streams
+    # before the model: raised so that all of them are mid-answer at the upstream
+    limits = {"CHAT_MAX_CONCURRENCY": "256", "LLM_MAX_CONCURRENCY": "128"}
+    bodies = [
+        {"message": f"Talk until I stop you ({n}).", "session_id": f"held-{n}"}
+        for n in range(OPEN_STREAMS)
+    ]
+    began: set[int] = set()  # the streams that have their first words
+    all_began = trio.Event()
+    frames: dict[int, list[dict[str, Any]]] = {}
+    # one connection per stream, and one for /health
+    connections = httpx.Limits(max_connections=OPEN_STREAMS + 1)
+    async with trio.open_nursery() as fakes:
+        llm_url = await fakes.start(fake_llm.serve)
+        embeddings_url = await fakes.start(serve_embeddings, fake_embeddings)
+        env = fakes_env(llm_url, embeddings_url) | limits
+        async with (
+            running_server(tmp_path, env=env) as (process, url, data_dir),
+            httpx.AsyncClient(timeout=HANG, limits=connections) as client,
+        ):
+
+            def begun(n: int) -> None:
+                began.add(n)
+                if len(began) == OPEN_STREAMS:
+                    all_began.set()
+
+            async def stream(n: int) -> None:
+                frames[n] = await read_stream_until_stopped(
+                    client, url, bodies[n], lambda: begun(n)
+                )
+
+            with trio.fail_after(HANG):
+                await _poll_health(client, url, process)
+                assert len(engine_pids(data_dir)) == 1
+                async with trio.open_nursery() as streams:
+                    for n in range(OPEN_STREAMS):
+                        streams.start_soon(stream, n)
+                    # every stream has its first words, and its answer is held upstream
+                    await all_began.wait()
+                    await fake_llm.wait_until(lambda f: f.in_flight == OPEN_STREAMS)
+                    process.send_signal(signal.SIGTERM)
+                code = await process.wait()
+                while engine_pids(data_dir):  # noqa: ASYNC110 - polling another process
+                    await trio.sleep(0.1)
+        assert code == 0
+        ends = [(f[-1]["type"], f[-1].get("code")) for f in frames.values()]
+        assert ends == [("error", "shutting_down")] * OPEN_STREAMS
+        kinds = {tuple(frame["type"] for frame in got) for got in frames.values()}
+        assert kinds == {("session", "model", "text", "error")}
+        with trio.fail_after(HANG):  # the server let every upstream request go
+            await fake_llm.wait_until(lambda f: f.in_flight == 0)
+        assert len(fake_llm.closed_while_answering) == OPEN_STREAMS
+        # every answer was stored as far as it went, interrupted: read them back
+        async with (
+            running_server(tmp_path, env=env) as (process, url, _),
+            httpx.AsyncClient(timeout=HANG) as client,
+        ):
+            with trio.fail_after(HANG):
+                await _poll_health(client, url, process)
+                sessions = [
+                    (await client.get(f"{url}/sessions/{body['session_id']}")).json()
+                    for body in bodies
+                ]
+                process.send_signal(signal.SIGTERM)
+                assert await process.wait() == 0
+        for body, session in zip(bodies, sessions, strict=True):
+            messages = [(m["role"], m["status"], m["content"]) for m in session["messages"]]
+            assert messages == [
+                ("user", "complete", body["message"]),
+                ("assistant", "interrupted", first),
+            ], body["session_id"]
         fakes.cancel_scope.cancel()

@@ -1,16 +1,28 @@
 """Cancellation in tests: where to cut (a statement hook), and the checks run after it:
-every limiter free, no task left behind."""
+every limiter free, no task left behind, the connection pools settled."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 import trio.testing
 
-__all__ = ["assert_limiters_free", "cut_at", "living_tasks", "pending_driver_tasks"]
+if TYPE_CHECKING:
+    from agent_trio.service import Service
+    from tests.support.fake_llm import FakeLlm
+
+__all__ = [
+    "assert_limiters_free",
+    "cut_at",
+    "graph_pool_connections",
+    "living_tasks",
+    "llm_pool_connections",
+    "pending_driver_tasks",
+    "upstream_settled",
+]
 
 
 async def living_tasks() -> list[str]:
@@ -30,6 +42,29 @@ async def living_tasks() -> list[str]:
 def pending_driver_tasks(loop: Any) -> list[asyncio.Task[Any]]:
     """The asyncio tasks not yet done on ``loop`` (the graph driver's calls)."""
     return [task for task in asyncio.all_tasks(loop) if not task.done()]
+
+
+def llm_pool_connections(service: Service) -> list[Any]:
+    """The LLM client's pooled connections that are not closed (httpcore's pool)."""
+    assert service.llm is not None
+    pool = service.llm._upstream._client._transport._pool  # type: ignore[attr-defined]
+    return [c for c in pool.connections if not c.is_closed()]
+
+
+def upstream_settled(service: Service, fake: FakeLlm) -> bool:
+    """No request to the fake LLM in flight, and each connection it holds is one the
+    server's pool keeps idle."""
+    pooled = llm_pool_connections(service)
+    return (
+        fake.in_flight == 0 and all(c.is_idle() for c in pooled) and fake.connections == len(pooled)
+    )
+
+
+def graph_pool_connections(service: Service) -> int:
+    """The connections the graph driver's pool holds (each one a socket that the
+    asyncio loop watches with a task of its own)."""
+    pool = service.graph._driver._pool
+    return sum(len(held) for held in pool.connections.values())
 
 
 def assert_limiters_free(*limiters: trio.CapacityLimiter) -> None:

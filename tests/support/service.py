@@ -1,5 +1,5 @@
 """Opening the service in tests: settings for the fake embeddings API, its opener,
-and whether a process is still alive."""
+whether a process is still alive, and which engine processes run on a data directory."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from agent_trio.service import embedding_config
 from agent_trio.upstream import Embedder, open_embedder
 from tests.support.fake_embeddings import FakeEmbeddings
 
-__all__ = ["LIFESPAN_DEADLINE", "fake_api_settings", "fake_embedder", "pid_alive", "running"]
+__all__ = [
+    "LIFESPAN_DEADLINE",
+    "engine_pids",
+    "fake_api_settings",
+    "fake_embedder",
+    "pid_alive",
+    "running",
+]
 
 
 def fake_api_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -50,6 +57,21 @@ def pid_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def engine_pids(data_dir: Path) -> list[int]:
+    """Java processes whose command line names this data directory."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "java" in cmdline and str(data_dir) in cmdline and pid_alive(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
 
 
 #: deadlines of the app's startup and shutdown in tests: bounds against a hang, not

@@ -1,4 +1,4 @@
-"""The fault soak's client side, used by ``bench/soak.py``.
+"""The fault soak's client side, shared by ``bench/soak.py`` and ``tests/test_soak.py``.
 
 :func:`plan` decides, from a seed and the request number alone, what chat ``n``
 does: ``/chat`` or ``/chat/stream``, and whether and where its client leaves:
