@@ -29,7 +29,7 @@ import trio
 
 from agent_trio import __version__
 from agent_trio.client import api_key_from_env, iter_frames
-from tests.test_server_process import running_server, wait_healthy
+from tests.support.server import running_server, wait_healthy
 
 pytestmark = pytest.mark.slow
 

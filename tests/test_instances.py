@@ -32,7 +32,8 @@ import trio
 
 from tests.support.fake_embeddings import FakeEmbeddings
 from tests.support.fake_embeddings import serve as serve_embeddings
-from tests.test_server_process import HANG, _poll_health, engine_pids, running_server
+from tests.support.server import HANG, poll_health, running_server
+from tests.support.service import engine_pids
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -123,7 +124,7 @@ async def instances(tmp_path: Path, count: int, env: dict[str, str]) -> AsyncIte
         with trio.fail_after(HANG):
             async with trio.open_nursery() as nursery:
                 for process, url, _ in servers:
-                    nursery.start_soon(_poll_health, client, url, process)
+                    nursery.start_soon(poll_health, client, url, process)
         yield [url for _, url, _ in servers]
         for _, _, data_dir in servers:
             assert not data_dir.exists()  # with NEO4J_URI set, nothing is kept locally

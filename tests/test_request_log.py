@@ -19,7 +19,7 @@ from agent_trio._logs import LogFormat, log_handler
 from agent_trio.engine import EngineInfo
 from tests.support.chat import ChatApp, chat_settings, llm_chat, open_chat_app
 from tests.support.fake_llm import agentic_script
-from tests.test_server_process import HANG, _poll_health, running_server
+from tests.support.server import HANG, poll_health, running_server
 
 pytestmark = pytest.mark.engine
 
@@ -146,7 +146,7 @@ async def test_log_format_json_holds_for_the_whole_process_with_either_launcher(
         httpx.AsyncClient(timeout=HANG) as client,
     ):
         with trio.fail_after(HANG):
-            await _poll_health(client, url, process)
+            await poll_health(client, url, process)
             response = await client.get(f"{url}/health", headers={"X-Request-ID": "ops-42"})
         assert response.headers["X-Request-ID"] == "ops-42"
         process.send_signal(signal.SIGTERM)

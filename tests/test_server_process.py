@@ -13,9 +13,7 @@ import json
 import os
 import signal
 import sys
-import tomllib
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,92 +24,19 @@ import trio
 from tests.support.fake_embeddings import FakeEmbeddings
 from tests.support.fake_embeddings import serve as serve_embeddings
 from tests.support.fake_llm import FakeLlm, Text
+from tests.support.server import (
+    GRACEFUL_TIMEOUT,
+    HANG,
+    fakes_env,
+    free_port,
+    poll_health,
+    running_server,
+    server_command,
+    wait_healthy,
+)
 from tests.support.service import engine_pids
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parent.parent
-HYPERCORN = Path(sys.executable).parent / "hypercorn"
-GRACEFUL_TIMEOUT = float(tomllib.loads((ROOT / "hypercorn.toml").read_text())["graceful_timeout"])
-#: bounds against a hang (a start, an exit): never a measure of speed
-HANG = 180
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-#: what a shell does for ``cmd &``: the job starts with SIGINT and SIGQUIT ignored
-#: (ignored signals stay ignored across ``exec``)
-_AS_BACKGROUND_JOB = ["sh", "-c", "trap '' INT QUIT; exec \"$@\"", "background-job"]
-
-
-def server_command(launcher: str, port: int) -> list[str]:
-    bind = f"127.0.0.1:{port}"
-    config = str(ROOT / "hypercorn.toml")
-    if launcher == "hypercorn":
-        return [str(HYPERCORN), "--config", config, "--bind", bind, "agent_trio.app:app"]
-    return [sys.executable, "-m", "agent_trio", "serve", "--config", config, "--bind", bind]
-
-
-@asynccontextmanager
-async def running_server(
-    tmp_path: Path,
-    *,
-    background_job: bool = False,
-    launcher: str = "hypercorn",
-    env: dict[str, str] | None = None,
-) -> AsyncIterator[tuple[trio.Process, str, Path]]:
-    """A server on the embedded default, plus ``env``; its output goes to ``server.log``."""
-    data_dir = tmp_path / "data"
-    port = free_port()
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "LLM_", "EMBEDDING_"))
-    }
-    environment |= {"AGENT_DATA_DIR": str(data_dir), **(env or {})}
-    command = server_command(launcher, port)
-    with (tmp_path / "server.log").open("ab") as log:
-        process = await trio.lowlevel.open_process(
-            [*_AS_BACKGROUND_JOB, *command] if background_job else command,
-            cwd=tmp_path,  # away from the repository's own .env and data
-            env=environment,
-            stdout=log,
-            stderr=log,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        yield process, url, data_dir
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def wait_healthy(url: str, process: trio.Process) -> dict[str, Any]:
-    """Poll /health until it answers; the connection is closed again afterwards."""
-    with trio.fail_after(HANG):
-        async with httpx.AsyncClient() as client:
-            return await _poll_health(client, url, process)
-
-
-async def _poll_health(
-    client: httpx.AsyncClient, url: str, process: trio.Process
-) -> dict[str, Any]:
-    while True:
-        assert process.returncode is None, "the server exited during startup"
-        try:
-            response = await client.get(f"{url}/health")
-        except httpx.TransportError:
-            await trio.sleep(0.25)
-            continue
-        body: dict[str, Any] = response.json()
-        assert response.status_code == 200, body
-        return body
 
 
 @pytest.mark.parametrize(
@@ -163,7 +88,7 @@ async def test_a_client_keeping_its_connection_open_does_not_hold_the_server(
     # An idle one is closed at stop at once, not after the whole graceful_timeout.
     async with running_server(tmp_path) as (process, url, data_dir):
         async with httpx.AsyncClient() as client:
-            await _poll_health(client, url, process)
+            await poll_health(client, url, process)
             assert (await client.get(f"{url}/documents")).status_code == 200
             stopped = trio.current_time()
             process.send_signal(signal.SIGTERM)
@@ -253,21 +178,6 @@ async def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
 # -- stopping with a chat stream open -------------------------------------------------
 
 
-def fakes_env(llm_url: str, embeddings_url: str) -> dict[str, str]:
-    """The server's LLM and embeddings APIs: the fakes on loopback (16 dimensions)."""
-    return {
-        "LLM_PROVIDER": "openai",
-        "LLM_BASE_URL": llm_url,
-        "LLM_API_KEY": "sk-test",
-        "LLM_CHOICE": "fake-model",
-        "EMBEDDING_PROVIDER": "openai",
-        "EMBEDDING_BASE_URL": embeddings_url,
-        "EMBEDDING_MODEL": "fake",
-        "EMBEDDING_DIMENSIONS": "16",
-        "EMBEDDING_RATE_LIMIT_PER_MINUTE": "0",
-    }
-
-
 async def read_stream_until_stopped(
     client: httpx.AsyncClient, url: str, body: dict[str, Any], stop: Callable[[], None]
 ) -> list[dict[str, Any]]:
@@ -303,7 +213,7 @@ async def test_sigterm_ends_an_open_stream_with_shutting_down(
             httpx.AsyncClient(timeout=HANG) as client,
         ):
             with trio.fail_after(HANG):
-                await _poll_health(client, url, process)
+                await poll_health(client, url, process)
                 frames = await read_stream_until_stopped(
                     client, url, body, lambda: process.send_signal(signal.SIGTERM)
                 )
@@ -322,7 +232,7 @@ async def test_sigterm_ends_an_open_stream_with_shutting_down(
             httpx.AsyncClient(timeout=HANG) as client,
         ):
             with trio.fail_after(HANG):
-                await _poll_health(client, url, process)
+                await poll_health(client, url, process)
                 session = (await client.get(f"{url}/sessions/held")).json()
             process.send_signal(signal.SIGTERM)
             with trio.fail_after(GRACEFUL_TIMEOUT + 5):
@@ -378,7 +288,7 @@ async def test_sigterm_with_100_open_streams_tells_every_one_and_exits_0(tmp_pat
                 )
 
             with trio.fail_after(HANG):
-                await _poll_health(client, url, process)
+                await poll_health(client, url, process)
                 assert len(engine_pids(data_dir)) == 1
                 async with trio.open_nursery() as streams:
                     for n in range(OPEN_STREAMS):
@@ -404,7 +314,7 @@ async def test_sigterm_with_100_open_streams_tells_every_one_and_exits_0(tmp_pat
             httpx.AsyncClient(timeout=HANG) as client,
         ):
             with trio.fail_after(HANG):
-                await _poll_health(client, url, process)
+                await poll_health(client, url, process)
                 sessions = [
                     (await client.get(f"{url}/sessions/{body['session_id']}")).json()
                     for body in bodies
