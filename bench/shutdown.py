@@ -17,9 +17,9 @@ then reads every session back: each answer must be stored ``interrupted``.
 The issue's bar: all streams told, exit status 0 within ``graceful_timeout`` (from
 hypercorn.toml) + 2 s, engine gone. The chat and LLM limits are raised for the run
 (CHAT_MAX_CONCURRENCY, LLM_MAX_CONCURRENCY) so that every stream is mid-answer at the
-upstream, none queued before it. More than 100 streams do not all get there: the
-LLM client's connection pool is httpx's default (100 connections), and the requests
-beyond it wait for a connection (the bench then stops, saying how many were held).
+upstream, none queued before it (the LLM client's connection pool is as wide as
+LLM_MAX_CONCURRENCY). If fewer streams than asked reach the upstream, the bench stops
+and says how many were held.
 Exits 1 when a check is missed; ``--write`` puts the figures in ``docs/benchmarks.md``.
 """
 
