@@ -152,14 +152,14 @@ def counting_statements(sessions: SessionStore) -> list[int]:
     """The number of messages in each add-message statement sent from now on."""
     gateway = sessions._gateway
     sizes: list[int] = []
-    query = gateway.query
+    store = gateway.store
 
     async def counted(text: str, params: Any = None) -> Any:
         if "UNWIND $rows" in text:
             sizes.append(len(params["rows"]))
-        return await query(text, params)
+        return await store(text, params)
 
-    gateway.query = counted  # type: ignore[method-assign]
+    gateway.store = counted  # type: ignore[method-assign]
     return sizes
 
 
@@ -181,14 +181,14 @@ async def test_answers_that_end_together_share_a_statement(
 async def test_a_refused_message_fails_alone(store: tuple[SessionStore, Clock]) -> None:
     sessions, _ = store
     gateway = sessions._gateway
-    query = gateway.query
+    store = gateway.store
 
     async def refuse_bad(text: str, params: Any = None) -> Any:
         if "UNWIND $rows" in text and any(r["content"] == "bad" for r in params["rows"]):
             raise GraphQueryError("refused")
-        return await query(text, params)
+        return await store(text, params)
 
-    gateway.query = refuse_bad  # type: ignore[method-assign]
+    gateway.store = refuse_bad  # type: ignore[method-assign]
     outcomes: dict[str, str] = {}
 
     async def add(session: str, content: str) -> None:
@@ -215,7 +215,7 @@ async def test_a_writer_cancelled_on_the_engine_leaves_the_others_to_the_next(
     writes C and D again: each stored once (the statement merges on the ids)."""
     sessions, _ = store
     gateway = sessions._gateway
-    query = gateway.query
+    store = gateway.store
     sizes: list[int] = []
     release_a, b_sent = trio.Event(), trio.Event()
 
@@ -226,9 +226,9 @@ async def test_a_writer_cancelled_on_the_engine_leaves_the_others_to_the_next(
                 await release_a.wait()
             elif len(sizes) == 2:
                 b_sent.set()
-        return await query(text, params)
+        return await store(text, params)
 
-    gateway.query = gated  # type: ignore[method-assign]
+    gateway.store = gated  # type: ignore[method-assign]
     cut = trio.CancelScope()
 
     async def b() -> None:
@@ -259,7 +259,7 @@ async def test_a_writer_cancelled_while_it_waits_writes_nothing(
 ) -> None:
     sessions, _ = store
     gateway = sessions._gateway
-    query = gateway.query
+    store = gateway.store
     sizes: list[int] = []
     release = trio.Event()
 
@@ -267,9 +267,9 @@ async def test_a_writer_cancelled_while_it_waits_writes_nothing(
         if "UNWIND $rows" in text:
             sizes.append(len(params["rows"]))
             await release.wait()
-        return await query(text, params)
+        return await store(text, params)
 
-    gateway.query = gated  # type: ignore[method-assign]
+    gateway.store = gated  # type: ignore[method-assign]
     waiter = trio.CancelScope()
 
     async def waiting() -> None:

@@ -121,17 +121,22 @@ _QUERIES = {_sessions._OPEN_TURN: "open_turn", _sessions._ADD_MESSAGES: "add_mes
 def instrument(service: Service, fake_llm: FakeLlm, fake_emb: FakeEmbeddings, cuts: Cuts) -> None:
     """Make every boundary of a chat report to ``cuts`` (instance attributes: this app only)."""
     gateway = service.graph
-    query, transaction = gateway.query, gateway.transaction
+    query, store, transaction = gateway.query, gateway.store, gateway.transaction
 
     async def counted_query(text: str, params: Any = None) -> Any:
         cuts.passed("graph", _QUERIES.get(text, "query"))
         return await query(text, params)
+
+    async def counted_store(text: str, params: Any = None) -> Any:
+        cuts.passed("graph", _QUERIES.get(text, "store"))
+        return await store(text, params)
 
     async def counted_transaction(statements: Any) -> Any:
         cuts.passed("graph", "transaction")
         return await transaction(statements)
 
     gateway.query = counted_query  # type: ignore[method-assign]
+    gateway.store = counted_store  # type: ignore[method-assign]
     gateway.transaction = counted_transaction  # type: ignore[method-assign]
     gateway.on_statement = lambda index, count: cuts.passed("statement", f"{index}/{count}")
     fake_emb.on_request = lambda count: cuts.passed("embedding")

@@ -40,7 +40,14 @@ async def test_open_service_with_a_running_engine(engine_info: EngineInfo, tmp_p
     hooks = ServiceHooks(engine=engine_info, embedder=fake_embedder)
     async with open_service(settings, hooks=hooks) as service:
         await service.graph.ping()
-        assert set(service.limiters) == {"graph", "graph_health", "write", "embedding", "chat"}
+        assert set(service.limiters) == {
+            "graph",
+            "graph_health",
+            "graph_store",
+            "write",
+            "embedding",
+            "chat",
+        }
         assert service.limiters["chat"].total_tokens == settings.chat_max_concurrency
         vectors = await service.embedder.embed(["alpha", "beta"])
         assert [len(v) for v in vectors] == [16, 16]

@@ -89,6 +89,8 @@ class _CallAbandoned(Exception):
 
 #: health checks at once, on the pool's spare connections
 _HEALTH_SLOTS = 2
+#: the slot of ``GraphGateway.store``: one grouped write at a time
+_STORE_SLOTS = 1
 
 
 class Statement(NamedTuple):
@@ -149,12 +151,30 @@ class GraphGateway:
         #: the health check's own slots, beside the shared limiter: the driver's pool
         #: keeps two connections beyond the shared limiter's tokens (``_pool_size``)
         self.health_limiter = trio.CapacityLimiter(_HEALTH_SLOTS)
+        #: the slot of :meth:`store`, beside the shared limiter, with its own connection
+        self.store_limiter = trio.CapacityLimiter(_STORE_SLOTS)
 
     # -- public API ----------------------------------------------------------
     async def query(self, query: str, params: Mapping[str, Any] | None = None) -> list[Record]:
         """Run one statement in an auto-commit transaction; return its records."""
         statement = Statement(query, params or {})
         return await self._call(lambda call: self._aio_query(statement, call))
+
+    async def store(self, query: str, params: Mapping[str, Any] | None = None) -> list[Record]:
+        """:meth:`query` for writes that must not wait behind reads: one slot of its
+        own, beside the shared limiter.
+
+        For writes already grouped by their caller (the session store writes the
+        answers of every chat that ended meanwhile in one statement): when a
+        thousand chats are searching, the answers of those that ended are still
+        stored at once, instead of queueing behind the searches for a shared slot.
+        """
+        statement = Statement(query, params or {})
+        return await self._call(
+            lambda call: self._aio_query(statement, call),
+            limiter=self.store_limiter,
+            operation="store",
+        )
 
     async def transaction(self, statements: Sequence[Statement]) -> list[list[Record]]:
         """Run statements in one explicit transaction: all of them commit, or none.
@@ -358,9 +378,10 @@ def error_kind(exc: BaseException) -> str:
 
 
 def _pool_size(limiter: trio.CapacityLimiter) -> int:
-    """Enough connections for every limiter slot, plus the health check's two."""
+    """Enough connections for every limiter slot, plus the health check's two and the
+    store's."""
     total = limiter.total_tokens
-    return 100 if math.isinf(total) else max(int(total) + _HEALTH_SLOTS, 4)
+    return 100 if math.isinf(total) else max(int(total) + _HEALTH_SLOTS + _STORE_SLOTS, 4)
 
 
 @asynccontextmanager

@@ -282,7 +282,8 @@ class _GroupCommit:
     cancelled while its batch is on the engine puts the other messages back: the
     batch may or may not have committed, and writing it again merges on the ids. A
     batch that the graph refuses is written again one message at a time, so that a
-    bad message fails alone.
+    bad message fails alone. The statement goes through the gateway's store slot:
+    answers never wait behind other chats' searches for a shared graph slot.
     """
 
     def __init__(self, gateway: GraphGateway) -> None:
@@ -333,7 +334,7 @@ class _GroupCommit:
             _finish(batch, None)
 
     async def _statement(self, batch: list[_Pending]) -> None:
-        await self._gateway.query(_ADD_MESSAGES, {"rows": [p.row for p in batch]})
+        await self._gateway.store(_ADD_MESSAGES, {"rows": [p.row for p in batch]})
 
 
 def _finish(batch: list[_Pending], error: GraphError | None) -> None:

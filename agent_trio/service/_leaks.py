@@ -9,7 +9,8 @@ its own). Each limiter's tokens are held only by one of these:
 limiter                         held only by
 ==============================  ============================================
 ``chat``                        a chat or a stream, one token each
-``graph``, ``graph_health``     a graph call
+``graph``, ``graph_health``,    a graph call
+``graph_store``
 ``write``                       a graph call (a replacement's transaction, or
                                 the batches of a delete), one at a time
 ``embedding``, ``llm``          an attempt of that upstream client

@@ -138,6 +138,7 @@ class Service:
             "chat": ops["chat"] + ops["stream"],
             "graph": graph_calls,
             "graph_health": graph_calls,
+            "graph_store": graph_calls,
             "write": graph_calls,
         }
         out.update(self._upstream_attempts())
@@ -256,6 +257,7 @@ async def open_service(
         )
         limiters["write"] = knowledge.write_limiter
         limiters["graph_health"] = graph.health_limiter
+        limiters["graph_store"] = graph.store_limiter
         await knowledge.ensure_schema()
         sessions = SessionStore(graph, knowledge.dialect, ttl=settings.session_ttl_seconds)
         await sessions.ensure_schema()
