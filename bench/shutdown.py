@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.fake_embeddings import FakeEmbeddings, serve
 from tests.support.fake_llm import FakeLlm, Text
+from tests.support.server import fakes_env as fake_apis_env
 from tests.support.service import engine_pids
 
 GRACEFUL_TIMEOUT = float(tomllib.loads((ROOT / "hypercorn.toml").read_text())["graceful_timeout"])
@@ -133,15 +134,7 @@ async def stop(server: Server) -> None:
 
 def fakes_env(llm_url: str, embeddings_url: str, streams: int) -> dict[str, str]:
     return {
-        "LLM_PROVIDER": "openai",
-        "LLM_BASE_URL": llm_url,
-        "LLM_API_KEY": "sk-bench",
-        "LLM_CHOICE": "fake-model",
-        "EMBEDDING_PROVIDER": "openai",
-        "EMBEDDING_BASE_URL": embeddings_url,
-        "EMBEDDING_MODEL": "fake",
-        "EMBEDDING_DIMENSIONS": "16",
-        "EMBEDDING_RATE_LIMIT_PER_MINUTE": "0",
+        **fake_apis_env(llm_url, embeddings_url),
         # the defaults (64 chats, 8 LLM requests at once) would queue most streams
         "CHAT_MAX_CONCURRENCY": str(max(256, 2 * streams)),
         "LLM_MAX_CONCURRENCY": str(max(128, streams)),

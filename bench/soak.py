@@ -52,7 +52,7 @@ from typing import Any
 import httpx
 import trio
 from _report import write_section
-from _server import HYPERCORN, free_port, machine
+from _server import free_port, machine, server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -134,14 +134,7 @@ async def start_server(tmp: Path, llm_url: str, embed_url: str) -> tuple[trio.Pr
     log_path = tmp / "server.log"
     with log_path.open("wb") as out:
         process = await trio.lowlevel.open_process(
-            [
-                str(HYPERCORN),
-                "--config",
-                str(ROOT / "hypercorn.toml"),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "agent_trio.app:app",
-            ],
+            server_command(port),
             cwd=tmp,
             env=env,
             stdout=out,
