@@ -6,6 +6,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from agent_trio.engine import EngineInfo
 from agent_trio.service import ServiceHooks, embedding_config
 from agent_trio.upstream import Embedder, open_embedder
 from tests.support.fake_embeddings import FakeEmbeddings
+from tests.support.metrics import sample_value
 from tests.support.service import (
     LIFESPAN_DEADLINE,
     fake_api_settings,
@@ -111,9 +113,7 @@ async def test_metrics_expose_each_upstream_s_attempts_failures_and_breaker(
         assert search.status_code == 200
         text = (await (await client.get("/metrics")).get_data()).decode()
 
-    def value(sample: str) -> float:
-        (line,) = [x for x in text.splitlines() if x.startswith(sample + " ")]
-        return float(line.rsplit(" ", 1)[1])
+    value = partial(sample_value, text)
 
     assert value('agent_trio_upstream_attempts_total{upstream="embedding"}') == 2
     assert (

@@ -32,6 +32,7 @@ import trio
 
 from tests.support.fake_embeddings import FakeEmbeddings
 from tests.support.fake_embeddings import serve as serve_embeddings
+from tests.support.metrics import sample_value
 from tests.support.server import HANG, poll_health, running_server
 from tests.support.service import engine_pids
 
@@ -234,19 +235,17 @@ async def poll_metrics(client: httpx.AsyncClient, url: str, *, share: int) -> No
     """Until the instance's embedding rate window is full and requests wait for it."""
     while True:
         text = (await client.get(f"{url}/metrics")).text
-        in_window = _gauge(text, "agent_trio_upstream_rate_in_window")
-        waiting = _gauge(text, "agent_trio_upstream_rate_waiting")
-        assert _gauge(text, "agent_trio_upstream_rate_limit") == share
+        in_window = sample_value(text, _EMBEDDING.format("agent_trio_upstream_rate_in_window"))
+        waiting = sample_value(text, _EMBEDDING.format("agent_trio_upstream_rate_waiting"))
+        assert sample_value(text, _EMBEDDING.format("agent_trio_upstream_rate_limit")) == share
         assert in_window <= share
         if in_window == share and waiting > 0:
             return
         await trio.sleep(0.1)
 
 
-def _gauge(text: str, name: str) -> float:
-    match = re.search(rf'^{name}\{{upstream="embedding"\}} (\S+)$', text, re.MULTILINE)
-    assert match, f"{name} is not in /metrics"
-    return float(match[1])
+#: a gauge of the embedding upstream, by name
+_EMBEDDING = '{}{{upstream="embedding"}}'
 
 
 async def test_a_second_engine_on_the_same_data_directory_exits_1_in_one_line(

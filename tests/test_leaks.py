@@ -17,6 +17,7 @@ from agent_trio.engine import EngineInfo
 from agent_trio.service import InFlight, LeakWatch, Suspect
 from tests.support.chat import chat_settings, limiters_idle, llm_chat, open_chat_app, poll
 from tests.support.fake_llm import Hold, Text
+from tests.support.metrics import sample_value
 
 
 def chat_watch(limiter: trio.CapacityLimiter, ops: InFlight, grace: int = 3) -> LeakWatch:
@@ -99,11 +100,6 @@ def test_ending_an_operation_that_never_began_is_a_bug() -> None:
         ops.end("stream")
 
 
-def metric(text: str, sample: str) -> float:
-    (line,) = [x for x in text.splitlines() if x.startswith(sample + " ")]
-    return float(line.rsplit(" ", 1)[1])
-
-
 @pytest.mark.engine
 async def test_a_leaked_chat_slot_makes_health_degraded_until_it_is_back(
     engine_info: EngineInfo, tmp_path: Path
@@ -128,14 +124,14 @@ async def test_a_leaked_chat_slot_makes_health_degraded_until_it_is_back(
             service.leaks.grace,
         )
         text = (await (await app.client.get("/metrics")).get_data()).decode()
-        assert metric(text, 'agent_trio_limiter_leak_suspected{limiter="chat"}') == 1
-        assert metric(text, 'agent_trio_limiter_leak_suspected{limiter="graph"}') == 0
+        assert sample_value(text, 'agent_trio_limiter_leak_suspected{limiter="chat"}') == 1
+        assert sample_value(text, 'agent_trio_limiter_leak_suspected{limiter="graph"}') == 0
         service.limiters["chat"].release_on_behalf_of("no chat at all")
         service.leaks.check()
         body = await (await app.client.get("/health")).get_json()
         assert body["status"] == "healthy"
         text = (await (await app.client.get("/metrics")).get_data()).decode()
-        assert metric(text, 'agent_trio_limiter_leak_suspected{limiter="chat"}') == 0
+        assert sample_value(text, 'agent_trio_limiter_leak_suspected{limiter="chat"}') == 0
 
 
 @pytest.mark.engine
