@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.fake_embeddings import FakeEmbeddings, serve
 from tests.support.fake_llm import FakeLlm, Text
 from tests.support.server import fakes_env as fake_apis_env
-from tests.support.service import engine_pids
+from tests.support.service import engine_pids, until_no_engine
 
 GRACEFUL_TIMEOUT = float(tomllib.loads((ROOT / "hypercorn.toml").read_text())["graceful_timeout"])
 #: the issue's bound, from SIGTERM: every stream told, the process gone
@@ -234,8 +234,7 @@ async def stop_with_open_streams(server: Server, llm: FakeLlm, run: Run) -> None
                 run.exit_code = await server.process.wait()
                 run.exited = trio.current_time() - signalled
                 run.engines_at_exit = len(engine_pids(server.data_dir))
-                while engine_pids(server.data_dir):  # noqa: ASYNC110 - another process
-                    await trio.sleep(0.01)
+                await until_no_engine(server.data_dir, every=0.01)
                 run.engine_gone = trio.current_time() - signalled
     log(
         f"told {len(run.told)} of {run.streams}, the last after {_seconds([run.last_told])}; "

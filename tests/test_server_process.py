@@ -34,7 +34,7 @@ from tests.support.server import (
     server_command,
     wait_healthy,
 )
-from tests.support.service import engine_pids
+from tests.support.service import engine_pids, until_no_engine
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -76,9 +76,8 @@ async def test_server_answers_and_stops_cleanly(
         with trio.fail_after(GRACEFUL_TIMEOUT + 5):
             code = await process.wait()
         assert code == 0
-        with trio.fail_after(HANG):  # the engine may take a moment to exit after its server
-            while engine_pids(data_dir):  # noqa: ASYNC110 - polling another process
-                await trio.sleep(0.1)
+        with trio.fail_after(HANG):
+            await until_no_engine(data_dir)
 
 
 async def test_a_client_keeping_its_connection_open_does_not_hold_the_server(
@@ -107,8 +106,7 @@ async def test_a_sigkilled_server_leaves_no_engine(tmp_path: Path) -> None:
         process.kill()
         await process.wait()
         with trio.fail_after(HANG):
-            while engine_pids(data_dir):  # noqa: ASYNC110 - polling another process
-                await trio.sleep(0.1)
+            await until_no_engine(data_dir)
 
 
 @pytest.mark.parametrize("launcher", ["hypercorn", "serve"])
@@ -298,8 +296,7 @@ async def test_sigterm_with_100_open_streams_tells_every_one_and_exits_0(tmp_pat
                     await fake_llm.wait_until(lambda f: f.in_flight == OPEN_STREAMS)
                     process.send_signal(signal.SIGTERM)
                 code = await process.wait()
-                while engine_pids(data_dir):  # noqa: ASYNC110 - polling another process
-                    await trio.sleep(0.1)
+                await until_no_engine(data_dir)
         assert code == 0
         ends = [(f[-1]["type"], f[-1].get("code")) for f in frames.values()]
         assert ends == [("error", "shutting_down")] * OPEN_STREAMS

@@ -7,6 +7,7 @@ import os
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+import trio
 from quart_trio import QuartTrio
 from quart_trio.testing import TrioTestApp
 
@@ -72,6 +73,13 @@ def engine_pids(data_dir: Path) -> list[int]:
         if "java" in cmdline and str(data_dir) in cmdline and pid_alive(int(entry.name)):
             pids.append(int(entry.name))
     return pids
+
+
+async def until_no_engine(data_dir: Path, *, every: float = 0.1) -> None:
+    """Poll until no engine runs on ``data_dir`` (it may outlive its server a moment);
+    the caller bounds the wait."""
+    while engine_pids(data_dir):  # noqa: ASYNC110 - polling another process
+        await trio.sleep(every)
 
 
 #: deadlines of the app's startup and shutdown in tests: bounds against a hang, not
