@@ -303,7 +303,9 @@ class _GroupCommit:
                 self._queue.remove(mine)
             raise
         if mine.error is not None:
-            raise mine.error
+            # a copy for each writer: the group's writers share one failure, and an
+            # exception raised in several tasks would gather all their tracebacks
+            raise type(mine.error)(str(mine.error)) from mine.error
 
     async def _write_queued(self, mine: _Pending) -> None:
         batch, self._queue = self._queue, []
