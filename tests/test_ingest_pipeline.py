@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import gc
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ import trio.testing
 
 from agent_trio import IngestError, UpstreamRejected
 from agent_trio.extract import RuleExtractor
-from agent_trio.graph import ChunkRecord, DocumentRecord
+from agent_trio.graph import ChunkRecord, DocumentRecord, StoredVersion
 from agent_trio.ingest import (
     DocumentOutcome,
     Ingestor,
@@ -274,6 +275,43 @@ async def test_reingesting_unchanged_documents_embeds_and_writes_nothing(
     assert {d.id: d.updated_at for d in after} == {d.id: d.updated_at for d in before}
 
 
+async def test_documents_waiting_for_the_check_share_one_query(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    fake = FakeEmbeddings()
+    async with ingestor_on(kb, tmp_path, fake) as (ingestor, _):
+        await ingestor.ingest_paths([CORPUS_DIR])
+        steps, store = ingestor._steps, kb.store
+        prepared: list[str] = []
+        prepare_file, versions_of = steps.prepare_file, store.document_versions
+
+        def counted(path: Path) -> Any:
+            result = prepare_file(path)
+            prepared.append(path.name)
+            return result
+
+        groups: list[list[str]] = []
+
+        async def held_versions(ids: Sequence[str]) -> dict[str, StoredVersion]:
+            groups.append(list(ids))
+            if len(groups) == 1:  # the others are read meanwhile, and wait for the check
+                with trio.fail_after(30):
+                    while len(prepared) < 12:  # noqa: ASYNC110 - a bounded poll of a count
+                        await trio.sleep(0.01)
+                await trio.testing.wait_all_tasks_blocked()
+            return await versions_of(ids)
+
+        steps.prepare_file = counted  # type: ignore[method-assign]
+        store.document_versions = held_versions  # type: ignore[method-assign]
+        second = await ingestor.ingest_paths([CORPUS_DIR])
+
+    assert second.skipped == 12
+    # the first query took what the readers had ready; one more for all that waited
+    assert len(groups) == 2
+    assert len(groups[0]) <= 3 < len(groups[1])
+    assert len(set(groups[0] + groups[1])) == 12
+
+
 async def test_a_changed_document_is_replaced_and_its_old_version_is_gone(
     kb: KnowledgeBase, tmp_path: Path
 ) -> None:
@@ -476,7 +514,7 @@ async def test_stages_overlap_and_the_reader_stays_a_bounded_distance_ahead(
     assert summary.documents == progress.finished == 80
     assert (stages.embed_workers, stages.batch_texts) == (3, 2)
     assert stages.write_room() == 16
-    assert stages.max_in_flight() == 3 + 4 + 3 * 2 + 16 + 16 + 1 < 80
+    assert stages.max_in_flight() == 3 + 4 + 5 + 4 + 3 * 2 + 16 + 16 + 1 < 80
     assert stages.embed_workers < progress.most <= stages.max_in_flight()
     assert fake.max_in_flight == embedder.limiter.total_tokens == 2  # the limiter throttles
     assert max(len(b) for b in fake.batches) == 2

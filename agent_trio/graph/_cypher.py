@@ -21,6 +21,7 @@ __all__ = [
     "DELETE_ORPHANED_ENTITIES",
     "DOCUMENT_HASH",
     "DOCUMENT_VERSION",
+    "DOCUMENT_VERSIONS",
     "ENTITY_BY_KEY",
     "ENTITY_BY_NAME",
     "FACTS_FOR_CHUNKS",
@@ -119,6 +120,14 @@ DOCUMENT_HASH = "MATCH (d:Document {id: $id}) RETURN d.content_hash AS content_h
 DOCUMENT_VERSION = """
 MATCH (d:Document {id: $id})
 RETURN d.content_hash AS content_hash, d.chunk_count AS chunk_count,
+       d.entity_count AS entity_count, d.fact_count AS fact_count
+"""
+
+#: the stored versions of several documents in one round trip (the unknown ones have no row)
+DOCUMENT_VERSIONS = """
+UNWIND $ids AS id
+MATCH (d:Document {id: id})
+RETURN d.id AS id, d.content_hash AS content_hash, d.chunk_count AS chunk_count,
        d.entity_count AS entity_count, d.fact_count AS fact_count
 """
 

@@ -26,7 +26,7 @@ import trio
 
 from agent_trio.graph import _cypher as q
 from agent_trio.graph._dialects import Dialect
-from agent_trio.graph._gateway import GraphGateway
+from agent_trio.graph._gateway import GraphGateway, Record
 from agent_trio.graph._lucene import lucene_query
 from agent_trio.graph._read_rows import (
     ChunkHit,
@@ -98,13 +98,15 @@ class KnowledgeStore:
         rows = await self._gateway.query(q.DOCUMENT_VERSION, {"id": document_id})
         if not rows:
             return None
-        row = rows[0]
-        return StoredVersion(
-            content_hash=row["content_hash"],
-            chunk_count=int(row.get("chunk_count") or 0),
-            entity_count=int(row.get("entity_count") or 0),
-            fact_count=int(row.get("fact_count") or 0),
-        )
+        return _stored_version(rows[0])
+
+    async def document_versions(self, document_ids: Sequence[str]) -> dict[str, StoredVersion]:
+        """:meth:`document_version` of several documents in one query; the unknown ones
+        are missing from the answer."""
+        if not document_ids:
+            return {}
+        rows = await self._gateway.query(q.DOCUMENT_VERSIONS, {"ids": list(set(document_ids))})
+        return {row["id"]: _stored_version(row) for row in rows}
 
     async def replace_document(
         self,
@@ -265,3 +267,12 @@ class KnowledgeStore:
             return []
         rows = await self._gateway.query(q.TIMELINE, {"key": entity.key, "k": limit})
         return [fact_hit_from(r, 0.0) for r in rows]
+
+
+def _stored_version(row: Record) -> StoredVersion:
+    return StoredVersion(
+        content_hash=row["content_hash"],
+        chunk_count=int(row.get("chunk_count") or 0),
+        entity_count=int(row.get("entity_count") or 0),
+        fact_count=int(row.get("fact_count") or 0),
+    )

@@ -1,14 +1,18 @@
-"""A run over many files: three stages in one nursery, joined by bounded channels.
+"""A run over many files: four stages in one nursery, joined by bounded channels.
 
 ::
 
-    read (readers tasks) ──▶ [read_ahead documents] ──▶ embed (embed_workers tasks)
+    read (readers tasks) ──▶ [read_ahead documents] ──▶ check (1 task)
+                         ──▶ [read_ahead documents] ──▶ embed (embed_workers tasks)
                          ──▶ [write_room documents] ──▶ write (1 task)
 
 * **read** (``readers`` tasks taking the files in turn): reads and chunks each file
-  (in a worker thread) and asks the store for the hash of its stored version; an
-  unchanged document ends here. Several readers keep the file reading, the
-  chunking and the store's answers overlapping.
+  in a worker thread. Several readers keep the file reading and the chunking
+  overlapping.
+* **check**: takes a document and whatever else is already waiting (up to
+  ``check_documents``) and asks the store for their stored versions in ONE query;
+  an unchanged document ends here. A query per document cost about as much as the
+  rest of a small document's work on both sides (the driver's and the engine's CPU).
 * **embed**: takes a document and whatever else is already waiting, up to
   ``batch_texts`` chunks, and embeds them in ONE call (small documents share
   requests, which matters under a per-minute request limit) while the extractor
@@ -73,6 +77,7 @@ class Stages:
     write_documents: int = 16
     write_chunks: int = 200
     readers: int = 3
+    check_documents: int = 32
 
     def write_room(self) -> int:
         """Embedded documents that may wait for the writer: enough for a full group."""
@@ -81,16 +86,20 @@ class Stages:
     def max_in_flight(self) -> int:
         """Documents taken up and not yet finished, at most (each has >= 1 chunk).
 
-        Each of the ``readers`` holds one while it waits; ``read_ahead`` wait for a worker; each
+        Each of the ``readers`` holds one while it waits; ``read_ahead`` wait for the
+        check, which holds a group of at most ``check_documents``, and no more than
+        were waiting plus the one it took; ``read_ahead`` wait for a worker; each
         worker holds a group of at most ``batch_texts`` documents, and no more than
         were waiting plus the one it took; ``write_room`` wait for the writer, which
         holds a group of at most ``write_documents`` and may hold one more back for
         the next group.
         """
         workers = self.embed_workers
+        checked = min(self.check_documents, self.read_ahead + 1)
         group = min(self.batch_texts, self.read_ahead + 1)
         writer = self.write_documents + 1
-        return self.readers + self.read_ahead + workers * group + self.write_room() + writer
+        read = self.readers + self.read_ahead + checked
+        return read + self.read_ahead + workers * group + self.write_room() + writer
 
 
 def failure_reason(source: str, exc: Exception) -> str:
@@ -145,16 +154,38 @@ class _Run:
                 self.progress.document_started(source)
                 try:
                     prepared = await self.steps.prepare_file_in_thread(path)
-                    outcome = await self.steps.unchanged(prepared)
                 except PER_DOCUMENT_ERRORS as exc:
                     self.failed(source, exc)
                     continue
-                if outcome is not None:
-                    self.finished(outcome)
-                else:
-                    await send.send(prepared)
+                await send.send(prepared)
 
     # -- stage 2 -------------------------------------------------------------------
+    async def check(
+        self,
+        receive: trio.MemoryReceiveChannel[Prepared],
+        send: trio.MemorySendChannel[Prepared],
+    ) -> None:
+        async with receive, send:
+            async for first in receive:
+                group = [first]
+                while len(group) < self.stages.check_documents:
+                    try:
+                        group.append(receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                try:
+                    outcomes = await self.steps.unchanged_each(group)
+                except PER_DOCUMENT_ERRORS as exc:
+                    for prepared in group:
+                        self.failed(prepared.doc.source, exc)
+                    continue
+                for prepared, outcome in zip(group, outcomes, strict=True):
+                    if outcome is not None:
+                        self.finished(outcome)
+                    else:
+                        await send.send(prepared)
+
+    # -- stage 3 -------------------------------------------------------------------
     async def embed(
         self,
         receive: trio.MemoryReceiveChannel[Prepared],
@@ -229,7 +260,7 @@ class _Run:
             for index in range(len(group)):
                 fail(index, exc)
 
-    # -- stage 3 -------------------------------------------------------------------
+    # -- stage 4 -------------------------------------------------------------------
     async def write(self, receive: trio.MemoryReceiveChannel[_Embedded]) -> None:
         async with receive:
             held: _Embedded | None = None
@@ -307,12 +338,14 @@ async def run_pipeline(
     summary: IngestSummary,
     progress: Progress,
 ) -> None:
-    """Ingest ``files`` through the three stages; results go to ``summary``/``progress``."""
+    """Ingest ``files`` through the four stages; results go to ``summary``/``progress``."""
     run = _Run(steps, stages, summary, progress)
+    send_read, receive_read = trio.open_memory_channel[Prepared](stages.read_ahead)
     send_prepared, receive_prepared = trio.open_memory_channel[Prepared](stages.read_ahead)
     send_embedded, receive_embedded = trio.open_memory_channel[_Embedded](stages.write_room())
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(run.read, files, send_prepared)
+        nursery.start_soon(run.read, files, send_read)
+        nursery.start_soon(run.check, receive_read, send_prepared)
         nursery.start_soon(run.write, receive_embedded)
         async with receive_prepared, send_embedded:
             for _ in range(stages.embed_workers):

@@ -24,7 +24,7 @@ import trio
 from agent_trio._errors import IngestError, UpstreamProtocolError
 from agent_trio.document import Chunk, SourceDocument, markdown_headings
 from agent_trio.extract import Extraction, Extractor
-from agent_trio.graph import DocumentVersion, KnowledgeStore
+from agent_trio.graph import DocumentVersion, KnowledgeStore, StoredVersion
 from agent_trio.ingest._chunker import chunk_text, fit_chunks
 from agent_trio.ingest._mapping import (
     DocumentRecords,
@@ -130,17 +130,12 @@ class Steps:
     # -- checking, extracting, embedding, writing --------------------------------
     async def unchanged(self, prepared: Prepared) -> DocumentOutcome | None:
         """The outcome ``unchanged`` if this very version is stored, else ``None``."""
-        stored = await self.store.document_version(prepared.doc.document_id)
-        if stored is None or stored.content_hash != prepared.stored_hash:
-            return None
-        return DocumentOutcome(
-            id=prepared.doc.document_id,
-            source=prepared.doc.source,
-            status="unchanged",
-            chunk_count=len(prepared.chunks),
-            entity_count=stored.entity_count,
-            fact_count=stored.fact_count,
-        )
+        return _unchanged(prepared, await self.store.document_version(prepared.doc.document_id))
+
+    async def unchanged_each(self, group: Sequence[Prepared]) -> list[DocumentOutcome | None]:
+        """:meth:`unchanged` for each of ``group``, in one round trip to the store."""
+        stored = await self.store.document_versions([p.doc.document_id for p in group])
+        return [_unchanged(p, stored.get(p.doc.document_id)) for p in group]
 
     async def extract(self, prepared: Prepared) -> Extraction:
         return await self.extractor.extract(prepared.doc, prepared.chunks)
@@ -203,3 +198,16 @@ class Steps:
             )
             for _, records in group
         ]
+
+
+def _unchanged(prepared: Prepared, stored: StoredVersion | None) -> DocumentOutcome | None:
+    if stored is None or stored.content_hash != prepared.stored_hash:
+        return None
+    return DocumentOutcome(
+        id=prepared.doc.document_id,
+        source=prepared.doc.source,
+        status="unchanged",
+        chunk_count=len(prepared.chunks),
+        entity_count=stored.entity_count,
+        fact_count=stored.fact_count,
+    )

@@ -62,6 +62,9 @@ async def test_replace_document_writes_everything(
         len(v1.facts),
     )
     assert await store.document_version("doc-unknown") is None
+    both = await store.document_versions(["doc-unknown", "doc-a", "doc-a"])
+    assert both == {"doc-a": version}
+    assert await store.document_versions([]) == {}
 
 
 async def test_rewrite_leaves_nothing_of_the_old_version(
