@@ -35,6 +35,7 @@ from agent_trio._errors import ConfigError, GraphQueryError, GraphUnavailable
 from agent_trio.graph._gateway import GraphGateway
 from agent_trio.graph._lucene import relative_scores
 from agent_trio.graph._schema import (
+    EDGE_LOOKUP_KEYS,
     EDGE_TYPES,
     FULLTEXT_PROPERTIES,
     LOOKUP_KEYS,
@@ -129,6 +130,11 @@ def neo4j_schema_statements(dimensions: int) -> list[str]:
         for label, prop in LOOKUP_KEYS
     ]
     out += [
+        f"CREATE INDEX {_neo4j_name(label, prop, 'lookup')} IF NOT EXISTS "
+        f"FOR ()-[r:{label}]-() ON (r.{prop})"
+        for label, prop in EDGE_LOOKUP_KEYS
+    ]
+    out += [
         f"CREATE FULLTEXT INDEX {_neo4j_name(label, prop, 'fulltext')} IF NOT EXISTS "
         f"FOR (n:{label}) ON EACH [n.{prop}]"
         for label, prop in FULLTEXT_PROPERTIES
@@ -203,7 +209,8 @@ def arcadedb_schema_commands(dimensions: int) -> list[str]:
     ]
     out += [f"CREATE INDEX IF NOT EXISTS ON {label} ({prop}) UNIQUE" for label, prop in UNIQUE_KEYS]
     out += [
-        f"CREATE INDEX IF NOT EXISTS ON {label} ({prop}) NOTUNIQUE" for label, prop in LOOKUP_KEYS
+        f"CREATE INDEX IF NOT EXISTS ON {label} ({prop}) NOTUNIQUE"
+        for label, prop in (*LOOKUP_KEYS, *EDGE_LOOKUP_KEYS)
     ]
     out += [
         f"CREATE INDEX IF NOT EXISTS ON {label} ({prop}) FULL_TEXT"

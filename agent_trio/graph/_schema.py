@@ -25,8 +25,8 @@
   stated (provenance), and replacing a document removes exactly its own facts.
 
 Which indexes exist is listed here (:data:`UNIQUE_KEYS`, :data:`LOOKUP_KEYS`,
-:data:`FULLTEXT_PROPERTIES`, :data:`VECTOR_PROPERTY`); how they are created and
-named is the dialect's business (``_dialects.py``).
+:data:`EDGE_LOOKUP_KEYS`, :data:`FULLTEXT_PROPERTIES`, :data:`VECTOR_PROPERTY`);
+how they are created and named is the dialect's business (``_dialects.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "EDGE_LOOKUP_KEYS",
     "EDGE_TYPES",
     "FULLTEXT_PROPERTIES",
     "LOOKUP_KEYS",
@@ -61,6 +62,10 @@ UNIQUE_KEYS: Final[tuple[LabelProperty, ...]] = (
 )
 #: looked up by exact value, not unique
 LOOKUP_KEYS: Final[tuple[LabelProperty, ...]] = (("Chunk", "document_id"),)
+#: edge properties looked up by exact value: replacing a document finds its facts by
+#: their ``document_id``, not through the entities (one mentioned in every document
+#: has every document's facts)
+EDGE_LOOKUP_KEYS: Final[tuple[LabelProperty, ...]] = (("RELATES_TO", "document_id"),)
 #: searched with the full-text procedure
 FULLTEXT_PROPERTIES: Final[tuple[LabelProperty, ...]] = (("Chunk", "text"), ("Entity", "name"))
 #: searched with the vector procedure (cosine similarity)
@@ -75,6 +80,7 @@ PROPERTY_TYPES: Final[tuple[tuple[str, str, str], ...]] = (
     ("Chunk", "embedding", "ARRAY_OF_FLOATS"),
     ("Entity", "key", "STRING"),
     ("Entity", "name", "STRING"),
+    ("RELATES_TO", "document_id", "STRING"),
 )
 
 # -- chat sessions (their own types: clearing the knowledge graph keeps them) ---------

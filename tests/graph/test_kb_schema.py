@@ -21,6 +21,7 @@ EXPECTED_INDEXES = {
     "Chunk[text]": "FULL_TEXT",
     "Entity[name]": "FULL_TEXT",
     "Chunk[embedding]": "LSM_VECTOR",
+    "RELATES_TO[document_id]": "LSM_TREE",
 }
 
 

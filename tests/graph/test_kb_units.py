@@ -90,6 +90,8 @@ def test_neo4j_schema_statements_are_the_manuals() -> None:
         "CREATE CONSTRAINT chunk_id_unique IF NOT EXISTS FOR (n:Chunk) REQUIRE n.id IS UNIQUE",
         "CREATE CONSTRAINT entity_key_unique IF NOT EXISTS FOR (n:Entity) REQUIRE n.key IS UNIQUE",
         "CREATE INDEX chunk_document_id_lookup IF NOT EXISTS FOR (n:Chunk) ON (n.document_id)",
+        "CREATE INDEX relates_to_document_id_lookup IF NOT EXISTS "
+        "FOR ()-[r:RELATES_TO]-() ON (r.document_id)",
         "CREATE FULLTEXT INDEX chunk_text_fulltext IF NOT EXISTS FOR (n:Chunk) ON EACH [n.text]",
         "CREATE FULLTEXT INDEX entity_name_fulltext IF NOT EXISTS FOR (n:Entity) ON EACH [n.name]",
         "CREATE VECTOR INDEX chunk_embedding_vector IF NOT EXISTS FOR (n:Chunk) ON (n.embedding) "
