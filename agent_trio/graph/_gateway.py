@@ -316,7 +316,7 @@ class GraphGateway:
             if self.on_statement is not None:
                 self.on_statement(0, 1)
             result = await session.run(self._neo_query(statement), dict(statement.params))
-            return [record.data() async for record in result]
+            return [_row(record) async for record in result]
 
     async def _aio_transaction(
         self, statements: list[Statement], call: _CallState
@@ -330,7 +330,7 @@ class GraphGateway:
                 for index, st in enumerate(statements):
                     self._boundary(index, len(statements), call)
                     result = await tx.run(st.query, dict(st.params))
-                    out.append([record.data() async for record in result])
+                    out.append([_row(record) async for record in result])
                 self._boundary(len(statements), len(statements), call)
                 await tx.commit()
             except BaseException:
@@ -357,6 +357,16 @@ class GraphGateway:
             log.warning(
                 "closing the graph driver took longer than %.0f s; left it", _CLOSE_DEADLINE
             )
+
+
+def _row(record: neo4j.Record) -> Record:
+    """A record as a dict of its values by key.
+
+    The statements return values (properties, maps, lists), never nodes, so the
+    values are kept as they are: ``Record.data()`` would walk each one looking for
+    nodes to convert, at six times the cost (30 against 5 µs for a search hit).
+    """
+    return dict(zip(record.keys(), record, strict=True))
 
 
 def error_kind(exc: BaseException) -> str:
