@@ -11,8 +11,9 @@
   overlapping.
 * **check**: takes a document and whatever else is already waiting (up to
   ``check_documents``) and asks the store for their stored versions in ONE query;
-  an unchanged document ends here. A query per document cost about as much as the
-  rest of a small document's work on both sides (the driver's and the engine's CPU).
+  an unchanged document ends here (if that query fails, each document of the group
+  fails with its reason). A query per document cost about a quarter of a small
+  document's CPU, the driver's and the engine's together.
 * **embed**: takes a document and whatever else is already waiting, up to
   ``batch_texts`` chunks, and embeds them in ONE call (small documents share
   requests, which matters under a per-minute request limit) while the extractor
