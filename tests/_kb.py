@@ -72,14 +72,16 @@ class SpyStore(KnowledgeStore):
         self.written: list[list[str]] = []  # the document ids of each transaction begun
         self.before_replace: Callable[[int], Awaitable[None]] | None = None
 
-    async def replace_documents(self, versions: Sequence[DocumentVersion]) -> None:
+    async def replace_documents(
+        self, versions: Sequence[DocumentVersion], *, absent: bool = False
+    ) -> None:
         self.written.append([v.document.id for v in versions])
         for _ in versions:
             self.replacements += 1
             if self.before_replace is not None:
                 await self.before_replace(self.replacements)
         self.transactions += 1
-        await super().replace_documents(versions)
+        await super().replace_documents(versions, absent=absent)
 
     @property
     def sizes(self) -> list[int]:

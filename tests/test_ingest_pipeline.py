@@ -21,7 +21,7 @@ import trio.testing
 
 from agent_trio import IngestError, UpstreamRejected
 from agent_trio.extract import RuleExtractor
-from agent_trio.graph import ChunkRecord, DocumentRecord, StoredVersion
+from agent_trio.graph import ChunkRecord, DocumentRecord, Statement, StoredVersion
 from agent_trio.ingest import (
     DocumentOutcome,
     Ingestor,
@@ -340,6 +340,74 @@ async def test_a_changed_document_is_replaced_and_its_old_version_is_gone(
     # no other document names the summit: its entity left with the old version
     assert await kb.store.find_entity("GridEdge Summit") is None
     assert await kb.count("Document") == 12
+
+
+def record_transactions(kb: KnowledgeBase) -> list[list[str]]:
+    """The statements (their text) of each transaction the gateway runs from now on."""
+    seen: list[list[str]] = []
+    run = kb.gateway.transaction
+
+    async def recorded(statements: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+        seen.append([st.query for st in statements])
+        return await run(statements)
+
+    kb.gateway.transaction = recorded  # type: ignore[method-assign]
+    return seen
+
+
+def removes_old_versions(statements: list[str]) -> bool:
+    return any("DELETE" in text for text in statements)
+
+
+async def test_new_documents_are_written_without_looking_for_old_versions(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    folder = copy_corpus(tmp_path)
+    target = folder / "gridedge-summit-2021.md"
+    transactions = record_transactions(kb)
+    async with ingestor_on(kb, tmp_path, FakeEmbeddings()) as (ingestor, _):
+        first = await ingestor.ingest_paths([folder])
+        fresh = list(transactions)
+        target.write_text(f"{target.read_text(encoding='utf-8')}\nOne more line.\n")
+        transactions.clear()
+        second = await ingestor.ingest_paths([folder])
+
+    assert first.documents == 12
+    assert fresh
+    assert not any(removes_old_versions(t) for t in fresh)
+    assert (second.documents, second.skipped) == (1, 11)
+    assert len(transactions) == 1
+    assert removes_old_versions(transactions[0])
+    await assert_whole(kb, await expected_corpus(folder))
+
+
+async def test_a_document_stored_after_the_check_is_replaced_whole(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    folder = copy_corpus(tmp_path)
+    target = folder / "gridedge-summit-2021.md"
+    async with ingestor_on(kb, tmp_path, FakeEmbeddings()) as (ingestor, _):
+        await ingestor.ingest_paths([folder])
+        target.write_text(
+            "# Zephyr\n\nOrla Quinn joined Zephyr Analytics in Oslo in May 2022.\n",
+            encoding="utf-8",
+        )
+
+        async def nothing_stored(ids: Sequence[str]) -> dict[str, StoredVersion]:
+            return {}  # as if each version were written by someone else after the check
+
+        kb.store.document_versions = nothing_stored  # type: ignore[method-assign]
+        transactions = record_transactions(kb)
+        summary = await ingestor.ingest_paths([folder])
+
+    # each group's try left out the removals and failed whole on the taken chunk ids;
+    # then each of its documents alone, in full
+    assert not removes_old_versions(transactions[0])
+    assert len([t for t in transactions if removes_old_versions(t)]) == 12
+    assert (summary.documents, summary.failed) == (12, [])
+    assert len(await assert_whole(kb, await expected_corpus(folder))) == 12
+    assert await kb.count("Document") == 12
+    assert await kb.store.find_entity("Zephyr Analytics") is not None
 
 
 async def test_changing_the_chunk_size_reingests(kb: KnowledgeBase, tmp_path: Path) -> None:

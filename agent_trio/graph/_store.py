@@ -125,17 +125,29 @@ class KnowledgeStore:
         """
         await self.replace_documents([DocumentVersion(document, chunks, entities, facts, mentions)])
 
-    async def replace_documents(self, versions: Sequence[DocumentVersion]) -> None:
+    async def replace_documents(
+        self, versions: Sequence[DocumentVersion], *, absent: bool = False
+    ) -> None:
         """Make each of ``versions`` the stored version of its document, in ONE transaction.
 
         As :meth:`replace_document` for each; all of them are written or none. A
         document may appear once. Raises ``ValueError`` for records that contradict
         each other, before any statement is sent.
+
+        ``absent``: the caller found none of these documents stored, so nothing of an
+        old version is looked for (three statements fewer). If one was stored
+        meanwhile with a chunk id of the new version (ingestion's ids always share
+        one), the transaction fails whole (``GraphConstraintError``) and leaves the
+        graph as it was: write it again without ``absent``.
         """
         if not versions:
             return
         statements = replace_statements(
-            versions, dimensions=self.dimensions, now=utc_now_iso(), batch_size=_WRITE_BATCH
+            versions,
+            dimensions=self.dimensions,
+            now=utc_now_iso(),
+            batch_size=_WRITE_BATCH,
+            absent=absent,
         )
         waiting_since = trio.current_time()
         async with self.write_limiter:

@@ -54,8 +54,15 @@ def replace_statements(
     dimensions: int,
     now: str,
     batch_size: int,
+    absent: bool = False,
 ) -> list[Statement]:
     """The statements of one transaction that make each of ``versions`` the stored one.
+
+    With ``absent`` (the caller found none of the documents stored), the statements
+    that remove an old version are left out. Should a version have been stored
+    meanwhile, the transaction fails whole as long as its chunks share an id with the
+    new ones (the unique index refuses the new chunk): ingestion's chunk ids,
+    ``<document id>:<index>``, always share index 0.
 
     Raises ``ValueError`` when the records contradict each other (a document given
     twice, a duplicate chunk id, a fact about an entity not given with its document,
@@ -88,11 +95,15 @@ def replace_statements(
         documents.append(_document_row(document, counts))
         chunk_rows += [_chunk_row(c, document.id) for c in version.chunks]
     by_ids = {"ids": ids}
-    out = [
-        Statement(q.DELETE_OLD_FACTS, by_ids),
-        Statement(q.DELETE_ORPHANED_ENTITIES, by_ids),
-        Statement(q.DELETE_OLD_CHUNKS, by_ids),
-    ]
+    out = (
+        []
+        if absent
+        else [
+            Statement(q.DELETE_OLD_FACTS, by_ids),
+            Statement(q.DELETE_ORPHANED_ENTITIES, by_ids),
+            Statement(q.DELETE_OLD_CHUNKS, by_ids),
+        ]
+    )
     out += [
         Statement(q.MERGE_DOCUMENTS, {"now": now, "rows": b})
         for b in _batches(documents, batch_size)

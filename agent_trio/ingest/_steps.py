@@ -15,6 +15,7 @@ full-text index sees only that.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,8 @@ class Prepared:
     doc: SourceDocument
     chunks: tuple[Chunk, ...]
     stored_hash: str
+    #: the check found no stored version of the document (see ``Steps.write_records``)
+    absent: bool = False
 
     @property
     def texts(self) -> list[str]:
@@ -132,10 +135,19 @@ class Steps:
         """The outcome ``unchanged`` if this very version is stored, else ``None``."""
         return _unchanged(prepared, await self.store.document_version(prepared.doc.document_id))
 
-    async def unchanged_each(self, group: Sequence[Prepared]) -> list[DocumentOutcome | None]:
-        """:meth:`unchanged` for each of ``group``, in one round trip to the store."""
+    async def check_each(self, group: Sequence[Prepared]) -> list[DocumentOutcome | Prepared]:
+        """For each of ``group``, in one round trip to the store: the outcome
+        ``unchanged`` if this very version is stored, else the document to ingest,
+        marked ``absent`` if no version of it is stored."""
         stored = await self.store.document_versions([p.doc.document_id for p in group])
-        return [_unchanged(p, stored.get(p.doc.document_id)) for p in group]
+        out: list[DocumentOutcome | Prepared] = []
+        for prepared in group:
+            version = stored.get(prepared.doc.document_id)
+            if version is None:
+                out.append(dataclasses.replace(prepared, absent=True))
+            else:
+                out.append(_unchanged(prepared, version) or prepared)
+        return out
 
     async def extract(self, prepared: Prepared) -> Extraction:
         return await self.extractor.extract(prepared.doc, prepared.chunks)
@@ -173,10 +185,11 @@ class Steps:
         return outcome
 
     async def write_records(
-        self, group: Sequence[tuple[Prepared, DocumentRecords]]
+        self, group: Sequence[tuple[Prepared, DocumentRecords]], *, absent: bool = False
     ) -> list[DocumentOutcome]:
         """Store these document versions in ONE transaction: all of them, or none.
 
+        ``absent``: none of them is stored (``KnowledgeStore.replace_documents``).
         ``IngestError`` (naming the first document) for records that contradict
         each other; nothing was sent then.
         """
@@ -184,7 +197,7 @@ class Steps:
             DocumentVersion(r.document, r.chunks, r.entities, r.facts, r.mentions) for _, r in group
         ]
         try:
-            await self.store.replace_documents(versions)
+            await self.store.replace_documents(versions, absent=absent)
         except ValueError as exc:  # records that contradict each other; nothing was sent
             raise IngestError(f"{group[0][0].doc.source}: cannot be stored: {exc}") from exc
         return [
