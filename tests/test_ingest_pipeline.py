@@ -456,6 +456,30 @@ async def test_one_document_is_written_then_unchanged(kb: KnowledgeBase, tmp_pat
     assert await kb.count("Document") == 1
 
 
+async def test_one_document_stored_after_the_check_is_replaced_whole(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    old = parse_document("api/notes.md", "# Notes\n\nLena Vogt joined Corvid Systems.\n\n" * 40)
+    new = parse_document("api/notes.md", "# Notes\n\nOrla Quinn joined Zephyr Analytics.")
+
+    async def nothing_stored(ids: Sequence[str]) -> dict[str, StoredVersion]:
+        return {}  # as if the old version were written by someone else after the check
+
+    async with ingestor_on(kb, tmp_path, FakeEmbeddings()) as (ingestor, _):
+        await ingestor.ingest(old)
+        transactions = record_transactions(kb)
+        kb.store.document_versions = nothing_stored  # type: ignore[method-assign]
+        written = await ingestor.ingest(new)
+
+    # the write without removals failed whole (the chunk ids are taken), then in full
+    assert [removes_old_versions(t) for t in transactions] == [False, True]
+    assert written.status == "written"
+    assert written.chunk_count == 1
+    assert len(await stored_chunks(kb, new.document_id)) == 1
+    assert await kb.store.find_entity("Lena Vogt") is None
+    assert await kb.store.find_entity("Orla Quinn") is not None
+
+
 async def test_one_document_lets_upstream_errors_through(kb: KnowledgeBase, tmp_path: Path) -> None:
     doc = parse_document("api/poison.md", "POISON pill.")
     async with ingestor_on(kb, tmp_path, FakeEmbeddings(reject="POISON")) as (ingestor, _):

@@ -80,10 +80,10 @@ class Ingestor:
         ingested (no text); upstream and graph errors propagate as they are.
         """
         steps = self._steps
-        prepared = await steps.prepare_in_thread(document)
-        unchanged = await steps.unchanged(prepared)
-        if unchanged is not None:
-            return unchanged
+        (checked,) = await steps.check_each([await steps.prepare_in_thread(document)])
+        if isinstance(checked, DocumentOutcome):
+            return checked  # unchanged
+        prepared = checked
         extraction = await steps.extract(prepared)
         try:
             (vectors,) = await steps.embed([prepared])

@@ -22,7 +22,12 @@ from pathlib import Path
 
 import trio
 
-from agent_trio._errors import IngestError, UpstreamProtocolError
+from agent_trio._errors import (
+    GraphConstraintError,
+    GraphTransient,
+    IngestError,
+    UpstreamProtocolError,
+)
 from agent_trio.document import Chunk, SourceDocument, markdown_headings
 from agent_trio.extract import Extraction, Extractor
 from agent_trio.graph import DocumentVersion, KnowledgeStore, StoredVersion
@@ -131,10 +136,6 @@ class Steps:
         return await trio.to_thread.run_sync(self.prepare_file, path)
 
     # -- checking, extracting, embedding, writing --------------------------------
-    async def unchanged(self, prepared: Prepared) -> DocumentOutcome | None:
-        """The outcome ``unchanged`` if this very version is stored, else ``None``."""
-        return _unchanged(prepared, await self.store.document_version(prepared.doc.document_id))
-
     async def check_each(self, group: Sequence[Prepared]) -> list[DocumentOutcome | Prepared]:
         """For each of ``group``, in one round trip to the store: the outcome
         ``unchanged`` if this very version is stored, else the document to ingest,
@@ -179,8 +180,20 @@ class Steps:
     async def write(
         self, prepared: Prepared, vectors: Sequence[Sequence[float]], extraction: Extraction
     ) -> DocumentOutcome:
-        """Store this version of the document, with all its parts, in one transaction."""
+        """Store this version of the document, with all its parts, in one transaction.
+
+        A document the check found ``absent`` is written without looking for an old
+        version; if one was stored meanwhile (its chunk ids are taken, so that
+        transaction changed nothing), it is written again in full.
+        """
         records = self.records(prepared, vectors, extraction)
+        if prepared.absent:
+            try:
+                (outcome,) = await self.write_records([(prepared, records)], absent=True)
+            except (GraphConstraintError, GraphTransient):
+                pass
+            else:
+                return outcome
         (outcome,) = await self.write_records([(prepared, records)])
         return outcome
 
