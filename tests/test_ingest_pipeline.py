@@ -664,11 +664,13 @@ async def test_a_transaction_that_fails_is_retried_one_document_at_a_time(
     kb.store.written.clear()
     fake = FakeEmbeddings()
 
-    async def wait_for_all(count: int) -> None:  # every document shares the first write
+    async def wait_for_all(count: int) -> None:  # the others all wait for the writer
         if count == 1:
             with trio.fail_after(30):
                 while fake.texts < 6:  # noqa: ASYNC110 - a bounded poll of a count
                     await trio.sleep(0.01)
+            # embedded is not yet handed on: each worker still extracts and sends
+            await trio.testing.wait_all_tasks_blocked()
 
     kb.store.before_replace = wait_for_all
     async with ingestor_on(kb, tmp_path, fake, embedding_batch_size=1) as (ingestor, _):
