@@ -283,10 +283,12 @@ async def test_documents_waiting_for_the_check_share_one_query(
         await ingestor.ingest_paths([CORPUS_DIR])
         steps, store = ingestor._steps, kb.store
         prepared: list[str] = []
-        prepare_file, versions_of = steps.prepare_file, store.document_versions
+        prepare_file, versions_of = steps.prepare_file_in_thread, store.document_versions
 
-        def counted(path: Path) -> Any:
-            result = prepare_file(path)
+        async def counted(path: Path) -> Any:
+            # counted when the reader's task has its document back (a count in the
+            # thread could run ahead of the task, which then still has to send it)
+            result = await prepare_file(path)
             prepared.append(path.name)
             return result
 
@@ -301,7 +303,7 @@ async def test_documents_waiting_for_the_check_share_one_query(
                 await trio.testing.wait_all_tasks_blocked()
             return await versions_of(ids)
 
-        steps.prepare_file = counted  # type: ignore[method-assign]
+        steps.prepare_file_in_thread = counted  # type: ignore[method-assign]
         store.document_versions = held_versions  # type: ignore[method-assign]
         second = await ingestor.ingest_paths([CORPUS_DIR])
 
