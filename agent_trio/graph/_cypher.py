@@ -20,7 +20,6 @@ __all__ = [
     "DELETE_OLD_FACTS",
     "DELETE_ORPHANED_ENTITIES",
     "DOCUMENT_HASH",
-    "DOCUMENT_VERSION",
     "DOCUMENT_VERSIONS",
     "ENTITY_BY_KEY",
     "ENTITY_BY_NAME",
@@ -116,12 +115,6 @@ RETURN count(*) AS deleted
 # -- documents ---------------------------------------------------------------------
 
 DOCUMENT_HASH = "MATCH (d:Document {id: $id}) RETURN d.content_hash AS content_hash"
-
-DOCUMENT_VERSION = """
-MATCH (d:Document {id: $id})
-RETURN d.content_hash AS content_hash, d.chunk_count AS chunk_count,
-       d.entity_count AS entity_count, d.fact_count AS fact_count
-"""
 
 #: the stored versions of several documents in one round trip (the unknown ones have no row)
 DOCUMENT_VERSIONS = """

@@ -95,10 +95,7 @@ class KnowledgeStore:
 
     async def document_version(self, document_id: str) -> StoredVersion | None:
         """The stored version's hash and counts, ``None`` if the document is unknown."""
-        rows = await self._gateway.query(q.DOCUMENT_VERSION, {"id": document_id})
-        if not rows:
-            return None
-        return _stored_version(rows[0])
+        return (await self.document_versions([document_id])).get(document_id)
 
     async def document_versions(self, document_ids: Sequence[str]) -> dict[str, StoredVersion]:
         """:meth:`document_version` of several documents in one query; the unknown ones

@@ -174,12 +174,7 @@ class _Run:
     ) -> None:
         async with receive, send:
             async for first in receive:
-                group = [first]
-                while len(group) < self.stages.check_documents:
-                    try:
-                        group.append(receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
+                group = _gather(first, receive, self.stages.check_documents, lambda _: 1)
                 try:
                     checked = await self.steps.check_each(group)
                 except PER_DOCUMENT_ERRORS as exc:
@@ -200,22 +195,9 @@ class _Run:
     ) -> None:
         async with receive, send:
             async for first in receive:
-                for item in await self._embed_group(self._gather(first, receive)):
+                group = _gather(first, receive, self.stages.batch_texts, _chunk_count)
+                for item in await self._embed_group(group):
                     await send.send(item)
-
-    def _gather(
-        self, first: Prepared, receive: trio.MemoryReceiveChannel[Prepared]
-    ) -> list[Prepared]:
-        """``first`` and the documents already waiting, up to about ``batch_texts`` chunks."""
-        group, texts = [first], len(first.chunks)
-        while texts < self.stages.batch_texts:
-            try:
-                more = receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-            group.append(more)
-            texts += len(more.chunks)
-        return group
 
     async def _embed_group(self, group: list[Prepared]) -> list[_Embedded]:
         vectors: list[list[list[float]] | None] = [None] * len(group)
@@ -332,6 +314,28 @@ class _Run:
             return
         for outcome in outcomes:
             self.finished(outcome)
+
+
+def _gather(
+    first: Prepared,
+    receive: trio.MemoryReceiveChannel[Prepared],
+    room: int,
+    size: Callable[[Prepared], int],
+) -> list[Prepared]:
+    """``first`` and the documents already waiting, until their ``size`` reaches ``room``."""
+    group, used = [first], size(first)
+    while used < room:
+        try:
+            more = receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+        group.append(more)
+        used += size(more)
+    return group
+
+
+def _chunk_count(prepared: Prepared) -> int:
+    return len(prepared.chunks)
 
 
 def _as_error(prepared: Prepared, exc: Exception) -> Exception:
