@@ -653,9 +653,7 @@ async def test_a_transaction_that_fails_is_retried_one_document_at_a_time(
     for i in range(6):
         (folder / f"doc-{i}.md").write_text(f"# Doc {i}\n\nPlain text number {i}.\n")
     # another document already holds the id of doc-5's first chunk: its write breaks
-    # the unique key, and so does any transaction it is part of. doc-5 is read last,
-    # so it is never the first document written (a worker hands on its document
-    # before it takes another).
+    # the unique key, and so does any transaction it is part of
     poisoned = read_document(folder / "doc-5.md").document_id
     taken = f"{poisoned}:0"
     squatter = parse_document("squatter.md", "Squatter.")
@@ -664,18 +662,46 @@ async def test_a_transaction_that_fails_is_retried_one_document_at_a_time(
         [ChunkRecord(taken, 0, "Squatter.", 3, hashed_vector("Squatter.", DIMENSIONS), {})],
     )
     kb.store.written.clear()
+    kb.store.replacements = 0
     fake = FakeEmbeddings()
+    # doc-4 and doc-5 are read only once the first write has begun, so they share the
+    # second one: it holds until every document is embedded, extracted and handed on
+    first_write = trio.Event()
+    embedded: list[str] = []
+    extracted: list[str] = []
 
-    async def wait_for_all(count: int) -> None:  # the others all wait for the writer
+    async def wait_for_all(count: int) -> None:
         if count == 1:
+            first_write.set()
             with trio.fail_after(30):
-                while fake.texts < 6:  # noqa: ASYNC110 - a bounded poll of a count
+                while len(embedded) < 6 or len(extracted) < 6:  # noqa: ASYNC110 - a bounded poll of counts
                     await trio.sleep(0.01)
-            # embedded is not yet handed on: each worker still extracts and sends
+            # no thread is at work now: what is not blocked is handing documents on
             await trio.testing.wait_all_tasks_blocked()
 
     kb.store.before_replace = wait_for_all
     async with ingestor_on(kb, tmp_path, fake, embedding_batch_size=1) as (ingestor, _):
+        steps = ingestor._steps
+        prepare_file, embed, extract = steps.prepare_file_in_thread, steps.embed, steps.extract
+
+        async def held_back(path: Path) -> Any:
+            if path.name in ("doc-4.md", "doc-5.md"):
+                await first_write.wait()
+            return await prepare_file(path)
+
+        async def counted_embed(group: Sequence[Any]) -> list[list[list[float]]]:
+            vectors = await embed(group)
+            embedded.extend(p.doc.source for p in group)
+            return vectors
+
+        async def counted_extract(prepared: Any) -> Any:
+            extraction = await extract(prepared)
+            extracted.append(prepared.doc.source)
+            return extraction
+
+        steps.prepare_file_in_thread = held_back  # type: ignore[method-assign]
+        steps.embed = counted_embed  # type: ignore[method-assign]
+        steps.extract = counted_extract  # type: ignore[method-assign]
         summary = await ingestor.ingest_paths([folder])
     shared = next(ids for ids in kb.store.written if poisoned in ids)
     assert len(shared) > 1  # the shared write failed, then each of its documents went alone
