@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent_trio.extract._identity import entity_key
 from agent_trio.extract._lexicon import (
@@ -37,8 +37,7 @@ from agent_trio.extract._tokens import Token, capitalised
 __all__ = ["personal", "type_votes", "unmarked_type", "winner"]
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
+class _Context(NamedTuple):
     """A name and the words around it, folded to lower case."""
 
     words: list[str]
@@ -61,8 +60,12 @@ def type_votes(sentence: str, tokens: list[Token], run: list[int]) -> Counter[En
 
 def winner(votes: Counter[EntityType]) -> EntityType:
     """The type with the most votes (ties to the earlier of ENTITY_TYPES), else "other"."""
-    best = max(ENTITY_TYPES, key=lambda t: (votes[t], -ENTITY_TYPES.index(t)))
-    return best if votes[best] > 0 else "other"
+    best: EntityType = "other"
+    most = 0
+    for kind in ENTITY_TYPES:
+        if votes[kind] > most:
+            best, most = kind, votes[kind]
+    return best
 
 
 def unmarked_type(name: str, org_heads: set[str]) -> EntityType:

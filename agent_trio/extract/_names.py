@@ -95,9 +95,10 @@ def _runs(sentence: str, tokens: list[Token]) -> list[list[int]]:
     """Indexes of maximal runs of name words joined by spaces or name particles."""
     runs: list[list[int]] = []
     current: list[int] = []
+    names = [_name_word(token) for token in tokens]
     for i, token in enumerate(tokens):
-        if not _name_word(token):
-            if current and _joins_as_particle(sentence, tokens, current, i):
+        if not names[i]:
+            if current and _joins_as_particle(sentence, tokens, names, current, i):
                 current.append(i)
                 continue
             _flush_run(runs, current, tokens)
@@ -118,9 +119,11 @@ def _adjacent(sentence: str, left: Token, right: Token) -> bool:
     return not left.possessive and _JOIN.fullmatch(sentence, left.end, right.start) is not None
 
 
-def _joins_as_particle(sentence: str, tokens: list[Token], run: list[int], i: int) -> bool:
+def _joins_as_particle(
+    sentence: str, tokens: list[Token], names: list[bool], run: list[int], i: int
+) -> bool:
     token = tokens[i]
-    if i + 1 >= len(tokens) or not _name_word(tokens[i + 1]):
+    if i + 1 >= len(tokens) or not names[i + 1]:
         return False
     if not _adjacent(sentence, tokens[run[-1]], token):
         return False

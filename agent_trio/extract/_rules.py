@@ -92,20 +92,20 @@ def _aliases(mentions: list[Mention]) -> dict[str, str]:
     for mention in mentions:
         votes[mention.key].update(mention.votes)
     counts = Counter(mention.key for mention in mentions)
-    long_keys = [key for key in votes if " " in key]
+    by_first: dict[str, list[str]] = defaultdict(list)
+    by_last: dict[str, list[str]] = defaultdict(list)
+    for key in votes:
+        if " " in key:
+            words = key.split()
+            by_first[words[0]].append(key)
+            by_last[words[-1]].append(key)
     aliases: dict[str, str] = {}
     for key in votes:
         if " " in key:
             continue
-        targets = sorted(
-            (
-                long
-                for long in long_keys
-                if long.split()[0] == key
-                or (long.split()[-1] == key and personal(long, votes[long]))
-            ),
-            key=lambda long: (-counts[long], long),
-        )
+        candidates = set(by_first.get(key, ()))
+        candidates.update(long for long in by_last.get(key, ()) if personal(long, votes[long]))
+        targets = sorted(candidates, key=lambda long: (-counts[long], long))
         # the only candidate, or the one the document names clearly most often
         if len(targets) == 1 or (len(targets) > 1 and counts[targets[0]] > counts[targets[1]]):
             aliases[key] = targets[0]

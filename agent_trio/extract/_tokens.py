@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Token", "capitalised", "tokens"]
 
 _TOKEN = re.compile(r"[^\W_](?:[\w'’.&-]*[^\W_])?|&")
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """A word at ``start:end`` of its sentence; ``fold`` is it in lower case.
 
     A possessive ``'s`` is not part of the word; ``possessive`` says it followed.
+    A named tuple: a sentence makes dozens, and a frozen dataclass took a third
+    of the time of tokenising to build them.
     """
 
     start: int
