@@ -631,6 +631,8 @@ async def test_documents_waiting_for_the_writer_share_one_transaction(
             with trio.fail_after(30):
                 while fake.texts < most:  # noqa: ASYNC110 - a bounded poll of a count
                     await trio.sleep(0.01)
+            # what is left of their work runs on the loop (no thread): let it finish
+            await trio.testing.wait_all_tasks_blocked()
 
     kb.store.before_replace = hold_the_first
     settings = {"embedding_max_concurrency": 2, "embedding_batch_size": 1}

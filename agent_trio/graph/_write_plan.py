@@ -163,7 +163,7 @@ def _chunk_row(chunk: ChunkRecord, document_id: str) -> dict[str, Any]:
         "index": chunk.index,
         "text": chunk.text,
         "token_estimate": chunk.token_estimate,
-        "embedding": [float(x) for x in chunk.embedding],
+        "embedding": list(map(float, chunk.embedding)),
         "metadata": dump_metadata(chunk.metadata, owner=f"chunk {chunk.id}"),
     }
 
