@@ -314,20 +314,22 @@ async def test_documents_waiting_for_the_check_share_one_query(
     assert len(set(groups[0] + groups[1])) == 12
 
 
+#: the corpus document the tests below change, and the text of a new version of it:
+#: it names an entity that no corpus document names
+SUMMIT = "gridedge-summit-2021.md"
+ZEPHYR = "# Zephyr\n\nOrla Quinn joined Zephyr Analytics in Oslo in May 2022.\n"
+
+
 async def test_a_changed_document_is_replaced_and_its_old_version_is_gone(
     kb: KnowledgeBase, tmp_path: Path
 ) -> None:
     folder = copy_corpus(tmp_path)
-    target = folder / "gridedge-summit-2021.md"
+    target = folder / SUMMIT
     async with ingestor_on(kb, tmp_path, FakeEmbeddings()) as (ingestor, _):
         await ingestor.ingest_paths([folder])
         old = await expected_for(target)
         assert await kb.store.find_entity("GridEdge Summit") is not None
-        target.write_text(
-            "---\ntitle: Zephyr notes\n---\n\n# Zephyr\n\n"
-            "Orla Quinn joined Zephyr Analytics in Oslo in May 2022.\n",
-            encoding="utf-8",
-        )
+        target.write_text(f"---\ntitle: Zephyr notes\n---\n\n{ZEPHYR}", encoding="utf-8")
         summary = await ingestor.ingest_paths([folder])
 
     new = await expected_for(target)
@@ -365,7 +367,7 @@ async def test_new_documents_are_written_without_looking_for_old_versions(
     kb: KnowledgeBase, tmp_path: Path
 ) -> None:
     folder = copy_corpus(tmp_path)
-    target = folder / "gridedge-summit-2021.md"
+    target = folder / SUMMIT
     transactions = record_transactions(kb)
     async with ingestor_on(kb, tmp_path, FakeEmbeddings()) as (ingestor, _):
         first = await ingestor.ingest_paths([folder])
@@ -387,13 +389,10 @@ async def test_a_document_stored_after_the_check_is_replaced_whole(
     kb: KnowledgeBase, tmp_path: Path
 ) -> None:
     folder = copy_corpus(tmp_path)
-    target = folder / "gridedge-summit-2021.md"
+    target = folder / SUMMIT
     async with ingestor_on(kb, tmp_path, FakeEmbeddings()) as (ingestor, _):
         await ingestor.ingest_paths([folder])
-        target.write_text(
-            "# Zephyr\n\nOrla Quinn joined Zephyr Analytics in Oslo in May 2022.\n",
-            encoding="utf-8",
-        )
+        target.write_text(ZEPHYR, encoding="utf-8")
 
         async def nothing_stored(ids: Sequence[str]) -> dict[str, StoredVersion]:
             return {}  # as if each version were written by someone else after the check
