@@ -776,7 +776,8 @@ def during_embedding(number: int) -> CutPoint:
 CUT_POINTS = {
     "first write, at its first statement": during_write(1, 0),
     "second write, its first statement in flight": during_write(2, 0, in_flight=True),
-    "fifth write, at its third statement": during_write(5, 2),
+    # a new document is written by one statement, then committed
+    "fifth write, its statement in flight": during_write(5, 0, in_flight=True),
     "fifth write, at its commit": during_write(5, -1),
     "tenth write, its commit in flight": during_write(10, -1, in_flight=True),
     "first embedding request": during_embedding(1),

@@ -32,13 +32,16 @@ __all__ = [
     "MERGE_ENTITIES",
     "TIMELINE",
     "VECTOR_CHUNKS",
+    "WRITE_PARTS_JOIN",
     "neighbourhood_query",
 ]
 
 # -- replacing document versions (all in one transaction, in this order) -----------
 # Each statement covers every document of the transaction (``$ids``, or rows that
 # name their document), so a transaction of many documents costs as many round
-# trips as one of a single document.
+# trips as one of a single document. The writing parts (``MERGE_DOCUMENTS`` to
+# ``CREATE_FACTS``) each read their own parameter, so that several of them can be
+# joined by ``WRITE_PARTS_JOIN`` into one statement.
 
 #: the old versions' facts, by their ``document_id`` (an index of its own): a path
 #: through the entities would walk every fact of an entity that many documents
@@ -65,8 +68,13 @@ MATCH (c:Chunk {document_id: id})
 DETACH DELETE c
 """
 
+#: what joins two writing parts in one statement: an aggregation without a key gives
+#: one row even when the part before it wrote nothing, so the next part runs once
+#: per row of its own parameter whatever came before
+WRITE_PARTS_JOIN = "WITH count(*) AS done"
+
 MERGE_DOCUMENTS = """
-UNWIND $rows AS r
+UNWIND $documents AS r
 MERGE (d:Document {id: r.id})
 ON CREATE SET d.created_at = $now
 SET d.title = r.title, d.source = r.source, d.content = r.content,
@@ -76,7 +84,7 @@ SET d.title = r.title, d.source = r.source, d.content = r.content,
 """
 
 CREATE_CHUNKS = """
-UNWIND $rows AS r
+UNWIND $chunks AS r
 MATCH (d:Document {id: r.document_id})
 CREATE (c:Chunk {id: r.id, document_id: r.document_id, index: r.index, text: r.text,
                  token_estimate: r.token_estimate, embedding: r.embedding,
@@ -84,19 +92,19 @@ CREATE (c:Chunk {id: r.id, document_id: r.document_id, index: r.index, text: r.t
 """
 
 MERGE_ENTITIES = """
-UNWIND $rows AS r
+UNWIND $entities AS r
 MERGE (e:Entity {key: r.key})
 ON CREATE SET e.id = r.id, e.name = r.name, e.type = r.type
 """
 
 CREATE_MENTIONS = """
-UNWIND $rows AS r
+UNWIND $mentions AS r
 MATCH (c:Chunk {id: r.chunk_id}), (e:Entity {key: r.entity_key})
 CREATE (c)-[:MENTIONS]->(e)
 """
 
 CREATE_FACTS = """
-UNWIND $rows AS r
+UNWIND $facts AS r
 MATCH (s:Entity {key: r.subject_key}), (o:Entity {key: r.object_key})
 CREATE (s)-[:RELATES_TO {uuid: r.uuid, relation: r.relation, fact: r.fact,
                          valid_at: r.valid_at, invalid_at: r.invalid_at,

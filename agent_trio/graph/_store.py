@@ -7,8 +7,9 @@ and inside the caller's cancel scope. A document is replaced in one transaction:
 readers see the old version or the new one, never a mixture, whatever is
 cancelled when. Several documents may share a transaction
 (:meth:`KnowledgeStore.replace_documents`): they are written together or not at
-all, in the same eight statements as one document, which is what makes a bulk
-ingestion fast (the cost of a transaction is mostly its round trips and commit).
+all, in as many statements as one document (one for documents not stored before,
+while their rows fit one statement), which is what makes a bulk ingestion fast (the
+cost of a transaction is mostly its round trips and commit).
 
 Replacements run one at a time (``write_limiter``, one token by default): two
 documents that mention the same entity would otherwise race to ``MERGE`` it, and

@@ -5,10 +5,11 @@ the ordered statements of ONE transaction: delete the old versions' facts, the
 entities only they referred to and their chunks (with their mentions), then write
 the documents, their chunks with embeddings, the entities (``MERGE``), mentions and
 facts. Every statement covers all the documents at once (``UNWIND``), so a
-transaction costs the same eight round trips whether it carries one document or
-forty; rows are cut into statements of at most ``batch_size``. Every reference
-between the records is checked here first, so a statement never silently matches
-nothing and leaves a new version incomplete.
+transaction costs as many round trips whether it carries one document or forty. The
+writing parts share a statement as long as their rows together are at most
+``batch_size``: a new document is written by one statement. Every reference between
+the records is checked here first, so a statement never silently matches nothing and
+leaves a new version incomplete.
 
 Both ends of every fact are recorded as mentioned by the fact's chunk (added if the
 caller did not say so): a chunk that states a fact mentions its entities, and the
@@ -104,20 +105,55 @@ def replace_statements(
             Statement(q.DELETE_OLD_CHUNKS, by_ids),
         ]
     )
-    out += [
-        Statement(q.MERGE_DOCUMENTS, {"now": now, "rows": b})
-        for b in _batches(documents, batch_size)
-    ]
-    out += [Statement(q.CREATE_CHUNKS, {"rows": b}) for b in _batches(chunk_rows, batch_size)]
-    out += [
-        Statement(q.MERGE_ENTITIES, {"rows": b})
-        for b in _batches(list(entity_rows.values()), batch_size)
-    ]
-    out += [Statement(q.CREATE_MENTIONS, {"rows": b}) for b in _batches(mention_rows, batch_size)]
-    out += [
-        Statement(q.CREATE_FACTS, {"now": now, "rows": b}) for b in _batches(fact_rows, batch_size)
-    ]
+    parts = {
+        "documents": documents,
+        "chunks": chunk_rows,
+        "entities": list(entity_rows.values()),
+        "mentions": mention_rows,
+        "facts": fact_rows,
+    }
+    return out + _write_statements(parts, now=now, batch_size=batch_size)
+
+
+#: the writing parts by the parameter each reads, in the order they must run: each
+#: refers to what the ones before it wrote
+_WRITE_PARTS = (
+    ("documents", q.MERGE_DOCUMENTS),
+    ("chunks", q.CREATE_CHUNKS),
+    ("entities", q.MERGE_ENTITIES),
+    ("mentions", q.CREATE_MENTIONS),
+    ("facts", q.CREATE_FACTS),
+)
+
+
+def _write_statements(
+    parts: Mapping[str, list[Any]], *, now: str, batch_size: int
+) -> list[Statement]:
+    """The writing parts in order, packed into as few statements as ``batch_size`` allows.
+
+    Consecutive parts share a statement, joined by ``WRITE_PARTS_JOIN``, as long as
+    their rows together are at most ``batch_size``: the new documents of a transaction
+    are usually one statement, one round trip to the engine instead of five. A part
+    with more rows is cut into statements of its own. A part without rows is left
+    out. A statement holds a part at most once: every batch but a part's last is full.
+    """
+    out: list[Statement] = []
+    texts: list[str] = []
+    params: dict[str, Any] = {}
+    for name, text in _WRITE_PARTS:
+        for batch in _batches(parts[name], batch_size):
+            if texts and sum(len(params[n]) for n in params) + len(batch) > batch_size:
+                out.append(_joined(texts, params, now))
+                texts, params = [], {}
+            texts.append(text)
+            params[name] = batch
+    if texts:
+        out.append(_joined(texts, params, now))
     return out
+
+
+def _joined(texts: list[str], params: dict[str, Any], now: str) -> Statement:
+    return Statement(q.WRITE_PARTS_JOIN.join(texts), {**params, "now": now})
 
 
 def dump_metadata(metadata: Mapping[str, Any], *, owner: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -125,7 +126,7 @@ async def test_a_chunk_id_of_another_document_is_refused_whole(
     assert await snapshot(gateway) == union(a.expected(), b.expected())
 
 
-async def test_several_documents_are_replaced_in_one_transaction_of_eight_statements(
+async def test_several_documents_are_replaced_in_one_transaction_of_six_statements(
     store: KnowledgeStore, gateway: GraphGateway
 ) -> None:
     a1, b1, c1 = (build_version(f"doc-{x}", "v1", 3, people=2) for x in "abc")
@@ -140,7 +141,9 @@ async def test_several_documents_are_replaced_in_one_transaction_of_eight_statem
     broken = KnowledgeStore(failing, store.dialect, dimensions=store.dimensions)  # type: ignore[arg-type]
     with pytest.raises(GraphQueryError):
         await broken.replace_documents(versions)
-    assert failing.sent == [8 + 1]  # the 250 + 8 chunks take two CREATE statements
+    # three removals, then the writes packed by 200 rows: the documents; 200 chunks; the
+    # other 58 chunks with the entities, mentions and facts
+    assert failing.sent == [3 + 3]
     assert await snapshot(gateway) == union(a1.expected(), b1.expected(), c1.expected())
     await store.replace_documents(versions)
     # a1's and b1's people are gone with them; c1's stay, and Acme (all mention it)
@@ -153,6 +156,47 @@ async def test_several_documents_are_replaced_in_one_transaction_of_eight_statem
         assert stored.content_hash == v.document.content_hash
         assert stored.chunk_count == len(v.chunks)
         assert stored.fact_count == len(v.facts)
+
+
+class CountingGateway:
+    """The real gateway, counting the statements of each transaction."""
+
+    def __init__(self, gateway: GraphGateway) -> None:
+        self._gateway = gateway
+        self.sent: list[int] = []
+
+    async def transaction(self, statements: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+        self.sent.append(len(statements))
+        return await self._gateway.transaction(statements)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gateway, name)
+
+
+async def test_new_documents_are_written_by_one_statement_whatever_they_lack(
+    store: KnowledgeStore, gateway: GraphGateway
+) -> None:
+    full = build_version("doc-a", "v1", 3, people=2)
+    lone = EntityRecord(name="Lone Harbour Trust", type="organization")
+    bare = build_version("doc-b", "v1", 1, people=0)  # chunks, no facts
+    no_chunks = DocumentVersion(
+        dataclasses.replace(bare.document, id="doc-c", source="notes/doc-c.md"),
+        entities=[lone],  # what follows the missing chunks is written all the same
+    )
+    counting = CountingGateway(gateway)
+    spied = KnowledgeStore(counting, store.dialect, dimensions=store.dimensions)  # type: ignore[arg-type]
+    await spied.replace_documents([DocumentVersion(*full.args())], absent=True)
+    await spied.replace_documents([no_chunks], absent=True)
+    await spied.replace_documents([DocumentVersion(*bare.args())], absent=True)
+    assert counting.sent == [1, 1, 1]
+    assert await snapshot(gateway) == union(
+        full.expected(),
+        bare.expected(),
+        Snapshot({("doc-c", bare.document.content_hash)}, set(), {lone.key}, set(), set()),
+    )
+    stored = await store.document_version("doc-c")
+    assert stored is not None
+    assert (stored.chunk_count, stored.entity_count, stored.fact_count) == (0, 1, 0)
 
 
 async def test_a_document_twice_in_one_transaction_is_refused(
