@@ -106,7 +106,7 @@ async def test_a_failure_mid_transaction_leaves_the_old_version(
     failing = FailingGateway(gateway, position)
     broken = KnowledgeStore(failing, store.dialect, dimensions=store.dimensions)  # type: ignore[arg-type]
     with pytest.raises(GraphQueryError):
-        await broken.replace_document(*build_version("doc-a", "v2", 300, people=5).args())
+        await broken.replace_document(*build_version("doc-a", "v2", 600, people=5).args())
     assert failing.sent[0] > 5  # several statements were sent
     assert await snapshot(gateway) == v1.expected()
     assert gateway.limiter.statistics().borrowed_tokens == 0
@@ -134,15 +134,15 @@ async def test_several_documents_are_replaced_in_one_transaction_of_six_statemen
         await store.replace_document(*v.args())
     a2 = build_version("doc-a", "v2", 4, people=1)
     b2 = build_version("doc-b", "v2", 1, people=3)
-    d1 = build_version("doc-d", "v1", 250, people=2)  # more chunks than one statement takes
+    d1 = build_version("doc-d", "v1", 600, people=2)  # more chunks than one statement takes
     versions = [DocumentVersion(*v.args()) for v in (a2, b2, d1)]
     # all of them or none: a failure after the last statement leaves every old version
     failing = FailingGateway(gateway, 99)
     broken = KnowledgeStore(failing, store.dialect, dimensions=store.dimensions)  # type: ignore[arg-type]
     with pytest.raises(GraphQueryError):
         await broken.replace_documents(versions)
-    # three removals, then the writes packed by 200 rows: the documents; 200 chunks; the
-    # other 58 chunks with the entities, mentions and facts
+    # three removals, then the writes packed by 500 rows: the documents; 500 chunks; the
+    # other 105 chunks with the entities, mentions and facts
     assert failing.sent == [3 + 3]
     assert await snapshot(gateway) == union(a1.expected(), b1.expected(), c1.expected())
     await store.replace_documents(versions)
