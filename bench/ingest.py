@@ -479,7 +479,7 @@ class Settled:
 
     def sentence(self) -> str:
         if not self.rounds:
-            return "the engine's compilers were not waited for (no warm-up)."
+            return "the engine's compilers were not waited for."
         done = "until" if self.share < SETTLED else "and still not"
         return (
             f"then the warm-up documents were ingested again, {self.rounds} times "
