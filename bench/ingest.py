@@ -310,25 +310,28 @@ HEADER = [
 ]
 
 
+def cpu_seconds(stat: Path) -> float:
+    """User + system CPU seconds from a /proc ``stat`` file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def engine_cpu(pid: int) -> float:
     """The CPU seconds (user + system) the engine's process has used so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(Path(f"/proc/{pid}/stat"))
 
 
 def compiler_cpu(pid: int) -> float:
     """The CPU seconds the engine's JIT compiler threads (C1 and C2) have used so far
     (threads that ended are not counted: the JVM stops idle compiler threads)."""
-    total = 0
+    total = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            if not (task / "comm").read_text().startswith(("C1 Compiler", "C2 Compiler")):
-                continue
-            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            if task.joinpath("comm").read_text().startswith(("C1 Compiler", "C2 Compiler")):
+                total += cpu_seconds(task / "stat")
         except OSError:  # the thread ended meanwhile
             continue
-        total += int(stat[11]) + int(stat[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def uptime() -> str:
