@@ -28,22 +28,35 @@ from .kb_support import Snapshot, axis, build_version, snapshot, union
 pytestmark = pytest.mark.engine
 
 
-class FailingGateway:
-    """The real gateway, with a failing statement slipped into every transaction."""
+class CountingGateway:
+    """The real gateway, counting the statements of each transaction."""
 
-    def __init__(self, gateway: GraphGateway, position: int) -> None:
+    def __init__(self, gateway: GraphGateway) -> None:
         self._gateway = gateway
-        self._position = position
         self.sent: list[int] = []
 
     async def transaction(self, statements: Sequence[Statement]) -> list[list[dict[str, Any]]]:
         statements = list(statements)
         self.sent.append(len(statements))
-        statements.insert(min(self._position, len(statements)), Statement("RETURN 1 / 0 AS x"))
-        return await self._gateway.transaction(statements)
+        return await self._gateway.transaction(self._as_sent(statements))
+
+    def _as_sent(self, statements: list[Statement]) -> list[Statement]:
+        return statements
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._gateway, name)
+
+
+class FailingGateway(CountingGateway):
+    """The real gateway, with a failing statement slipped into every transaction."""
+
+    def __init__(self, gateway: GraphGateway, position: int) -> None:
+        super().__init__(gateway)
+        self._position = position
+
+    def _as_sent(self, statements: list[Statement]) -> list[Statement]:
+        statements.insert(min(self._position, len(statements)), Statement("RETURN 1 / 0 AS x"))
+        return statements
 
 
 async def test_replace_document_writes_everything(
@@ -156,21 +169,6 @@ async def test_several_documents_are_replaced_in_one_transaction_of_six_statemen
         assert stored.content_hash == v.document.content_hash
         assert stored.chunk_count == len(v.chunks)
         assert stored.fact_count == len(v.facts)
-
-
-class CountingGateway:
-    """The real gateway, counting the statements of each transaction."""
-
-    def __init__(self, gateway: GraphGateway) -> None:
-        self._gateway = gateway
-        self.sent: list[int] = []
-
-    async def transaction(self, statements: Sequence[Statement]) -> list[list[dict[str, Any]]]:
-        self.sent.append(len(statements))
-        return await self._gateway.transaction(statements)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._gateway, name)
 
 
 async def test_new_documents_are_written_by_one_statement_whatever_they_lack(
