@@ -27,7 +27,7 @@ import trio
 
 from agent_trio.graph import _cypher as q
 from agent_trio.graph._dialects import Dialect
-from agent_trio.graph._gateway import GraphGateway, Record
+from agent_trio.graph._gateway import GraphGateway, Record, Vector
 from agent_trio.graph._lucene import lucene_query
 from agent_trio.graph._read_rows import (
     ChunkHit,
@@ -222,7 +222,7 @@ class KnowledgeStore:
                 f"query embedding has {len(embedding)} dimensions, "
                 f"the vector index {self.dimensions}"
             )
-        vector = [float(x) for x in embedding]
+        vector = Vector(map(float, embedding))
         return vector if any(vector) else None  # a zero vector has no direction
 
     # -- facts and entities ----------------------------------------------------------

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agent_trio.graph import _cypher as q
-from agent_trio.graph._gateway import Statement
+from agent_trio.graph._gateway import Statement, Vector
 from agent_trio.graph._write_records import (
     ChunkRecord,
     DocumentRecord,
@@ -199,7 +199,7 @@ def _chunk_row(chunk: ChunkRecord, document_id: str) -> dict[str, Any]:
         "index": chunk.index,
         "text": chunk.text,
         "token_estimate": chunk.token_estimate,
-        "embedding": list(map(float, chunk.embedding)),
+        "embedding": Vector(map(float, chunk.embedding)),
         "metadata": dump_metadata(chunk.metadata, owner=f"chunk {chunk.id}"),
     }
 

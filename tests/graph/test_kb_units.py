@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import httpx
 import pytest
 
 from agent_trio import ConfigError, GraphQueryError, GraphUnavailable
-from agent_trio.graph import ArcadeDialect, Neo4jDialect, lucene_query, make_dialect
+from agent_trio.graph import (
+    ArcadeDialect,
+    ChunkRecord,
+    DocumentRecord,
+    DocumentVersion,
+    Neo4jDialect,
+    lucene_query,
+    make_dialect,
+)
 from agent_trio.graph._dialects import arcadedb_schema_commands, neo4j_schema_statements
+from agent_trio.graph._write_plan import replace_statements
 from agent_trio.search import RRF_K, reciprocal_rank_fusion, weighted_fusion
 
 # -- fusion --------------------------------------------------------------------------
@@ -195,3 +205,27 @@ async def test_make_dialect() -> None:
         make_dialect("arcadedb")
     with pytest.raises(ConfigError, match="GRAPH_DIALECT"):
         make_dialect("sqlite")  # type: ignore[arg-type]
+
+
+# -- the parameters of a write, as the driver sees them ------------------------------
+
+
+def test_a_writes_embeddings_are_sent_whole_but_shown_by_their_size() -> None:
+    """The driver formats each statement's parameters for its debug log even when that
+    log is off: an embedding must not format as its hundreds of floats."""
+    rng = random.Random(7)
+    embeddings = [[rng.uniform(-1, 1) for _ in range(384)] for _ in range(20)]
+    document = DocumentRecord(
+        id="d", title="T", source="d.md", content="c", content_hash="h", metadata={}
+    )
+    chunks = [
+        ChunkRecord(id=f"d:{i}", index=i, text=f"chunk {i}", token_estimate=2, embedding=e)
+        for i, e in enumerate(embeddings)
+    ]
+    statements = replace_statements(
+        [DocumentVersion(document, chunks)], dimensions=384, now="2026-01-01", batch_size=500
+    )
+    sent = [row["embedding"] for st in statements for row in st.params.get("chunks", ())]
+    assert sent == embeddings  # every value, in order
+    shown = " ".join(repr(st.params) for st in statements)
+    assert len(shown) < 400 * len(chunks)  # the floats alone would be ~7,000 a chunk
