@@ -82,6 +82,8 @@ def sentence_mentions(sentence: str) -> list[Mention]:
 
 def _name_word(token: Token) -> bool:
     """A capitalised word that can be part of a name (not a role, month or stop word)."""
+    if token.text.islower():  # most words: the quick answer
+        return False
     fold = token.fold.removesuffix("-based")
     return (
         capitalised(token)
@@ -98,11 +100,12 @@ def _runs(sentence: str, tokens: list[Token]) -> list[list[int]]:
     names = [_name_word(token) for token in tokens]
     for i, token in enumerate(tokens):
         if not names[i]:
-            if current and _joins_as_particle(sentence, tokens, names, current, i):
-                current.append(i)
-                continue
-            _flush_run(runs, current, tokens)
-            current = []
+            if current:
+                if _joins_as_particle(sentence, tokens, names, current, i):
+                    current.append(i)
+                    continue
+                _flush_run(runs, current, tokens)
+                current = []
             continue
         if current and not _adjacent(sentence, tokens[current[-1]], token):
             _flush_run(runs, current, tokens)

@@ -8,6 +8,8 @@ from typing import NamedTuple
 __all__ = ["Token", "capitalised", "tokens"]
 
 _TOKEN = re.compile(r"[^\W_](?:[\w'’.&-]*[^\W_])?|&")
+_APOSTROPHES = ("'", "’")
+_POSSESSIVE_S = ("'s", "’s")
 
 
 class Token(NamedTuple):
@@ -25,16 +27,24 @@ class Token(NamedTuple):
     possessive: bool
 
 
+#: builds a Token from a tuple without the named tuple's keyword-handling ``__new__``
+_new_token = tuple.__new__
+
+
 def tokens(sentence: str) -> list[Token]:
     """The words of ``sentence`` in order, and ``&`` on its own."""
-    found = []
+    found: list[Token] = []
+    append = found.append
     for match in _TOKEN.finditer(sentence):
         start, end = match.span()
-        possessive = sentence[end : end + 1] in {"'", "’"}
-        if sentence[end - 2 : end] in {"'s", "’s"} and end - start > 2:
-            end, possessive = end - 2, True
-        text = sentence[start:end]
-        found.append(Token(start, end, text, text.casefold(), possessive))
+        text = match.group()
+        if end - start > 2 and text.endswith(_POSSESSIVE_S):
+            end -= 2
+            text = text[:-2]
+            possessive = True
+        else:
+            possessive = sentence.startswith(_APOSTROPHES, end)
+        append(_new_token(Token, (start, end, text, text.casefold(), possessive)))
     return found
 
 
