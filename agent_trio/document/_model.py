@@ -35,11 +35,12 @@ class SourceDocument:
     content: str
     metadata: dict[str, Any] = field(hash=False)
     content_hash: str
+    #: derived from ``source`` alone: stable across runs and content changes
+    document_id: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def document_id(self) -> str:
-        """Derived from ``source`` alone: stable across runs and content changes."""
-        return document_id_for(self.source)
+    def __post_init__(self) -> None:
+        # computed once: every stage asks for it, and a UUID5 is a SHA-1
+        object.__setattr__(self, "document_id", document_id_for(self.source))
 
 
 @dataclass(frozen=True, slots=True)
