@@ -10,7 +10,6 @@ organization beside a sibling organization, else a personal name by its shape.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from agent_trio.extract._identity import entity_key
@@ -53,8 +52,7 @@ def type_votes(sentence: str, tokens: list[Token], run: list[int]) -> Counter[En
     context = _context(sentence, tokens, run)
     votes: Counter[EntityType] = Counter()
     for rule in (_name_cues, _person_cues, _org_cues, _place_cues, _product_cues):
-        for kind, weight in rule(context):
-            votes[kind] += weight
+        rule(context, votes)
     return votes
 
 
@@ -100,62 +98,63 @@ def _context(sentence: str, tokens: list[Token], run: list[int]) -> _Context:
     )
 
 
-_Cues = Iterable[tuple[EntityType, int]]
+#: the votes a rule adds to
+_Votes = Counter[EntityType]
 
 
-def _name_cues(c: _Context) -> _Cues:
+def _name_cues(c: _Context, votes: _Votes) -> None:
     if c.words[-1] in ORG_SUFFIXES:
-        yield "organization", 4
+        votes["organization"] += 4
     if any(w in EVENT_WORDS for w in c.words):
-        yield "event", 4
+        votes["event"] += 4
     if c.words[-1] in PLACE_SUFFIXES or c.words[-1].endswith("-based"):
-        yield "place", 3
+        votes["place"] += 3
     if any(ch.isdigit() for w in c.words for ch in w):
-        yield "product", 3
+        votes["product"] += 3
 
 
-def _person_cues(c: _Context) -> _Cues:
+def _person_cues(c: _Context, votes: _Votes) -> None:
     if c.before[-1:] and c.before[-1] in TITLES:
-        yield "person", 4
+        votes["person"] += 4
     elif c.before[-1:] and c.before[-1] in ROLES:
-        yield "person", 3
+        votes["person"] += 3
     verb = c.after[0] if c.after else ""
     if verb in PERSON_VERBS and not c.possessive and (verb == "who" or not c.comma_after):
-        yield "person", 2
+        votes["person"] += 2
     if _apposition(c) == "role":
-        yield "person", 4  # "Lena Vogt, chief executive of …"
+        votes["person"] += 4  # "Lena Vogt, chief executive of …"
 
 
-def _org_cues(c: _Context) -> _Cues:
+def _org_cues(c: _Context, votes: _Votes) -> None:
     if not c.comma_after and c.after[:1] and c.after[0] in ROLES:
-        yield "organization", 2  # "Kestrel CEO", "Kestrel's chief executive"
+        votes["organization"] += 2  # "Kestrel CEO", "Kestrel's chief executive"
     if c.after[:1] and c.after[0] in ORG_VERBS and not c.possessive:
-        yield "organization", 1
+        votes["organization"] += 1
     if c.before[-1:] and c.before[-1] in ORG_PREPOSITIONS:
-        yield "organization", 1
+        votes["organization"] += 1
     if c.before[-1:] and c.before[-1] in ORG_NOUNS:
-        yield "organization", 2  # "the growth investor Moraine Ventures"
+        votes["organization"] += 2  # "the growth investor Moraine Ventures"
     if _apposition(c) == "organization":
-        yield "organization", 2  # "Corvid, a German company …"
+        votes["organization"] += 2  # "Corvid, a German company …"
 
 
-def _place_cues(c: _Context) -> _Cues:
+def _place_cues(c: _Context, votes: _Votes) -> None:
     before = c.before[:-1] if c.before[-1:] == ["the"] else c.before
     if before[-1:] and before[-1] in PLACE_PREPOSITIONS:
         if len(before) < 2 or before[-2] not in NOT_PLACE_BEFORE_IN:
-            yield "place", 2
+            votes["place"] += 2
     elif c.before[-1:] == ["from"]:
-        yield "place", 1
+        votes["place"] += 1
     lower_after = [t.fold for t in c.following[:3] if not capitalised(t)]
     if not c.possessive and any(w in PLACE_NOUNS for w in lower_after):
-        yield "place", 2  # "the Skarv offshore wind farm"
+        votes["place"] += 2  # "the Skarv offshore wind farm"
 
 
-def _product_cues(c: _Context) -> _Cues:
+def _product_cues(c: _Context, votes: _Votes) -> None:
     if any(b in LAUNCH_VERBS for b in c.before[-3:]):
-        yield "product", 2
+        votes["product"] += 2
     if c.after[:1] and c.after[0] in PRODUCT_NOUNS and not c.possessive:
-        yield "product", 2
+        votes["product"] += 2
 
 
 def _apposition(c: _Context) -> str | None:

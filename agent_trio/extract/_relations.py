@@ -77,6 +77,8 @@ _CUES = (
     _cue("USES", r"uses|used|deploy(?:ed|s)|adopt(?:ed|s)|install(?:ed|s)"),
     _cue("COMPETES_WITH", r"compet(?:es|ed|ing) with|competitor of|rival of|rivals"),
 )
+#: whether any cue is there at all (most text between two names has none)
+_ANY_CUE = re.compile("|".join(cue.pattern.pattern for cue in _CUES))
 _PASSIVE_BY = re.compile(r"\s+by\b")
 _ENDS_WITH_PLACE_PREPOSITION = re.compile(r"\b(?:in|near)(?:\s+the)?\s*$")
 _ENDS_WITH_MEMBERSHIP = re.compile(r"\b(?:at|for|of|with)(?:\s+the)?\s*$")
@@ -87,10 +89,11 @@ def relation(between: str, subject: EntityType, obj: EntityType) -> tuple[str, b
     text = between.casefold()
     if obj == "place" and _ENDS_WITH_PLACE_PREPOSITION.search(text):
         return "LOCATED_IN", False  # "… founded in Lisbon", "held in Rotterdam"
-    for cue in _CUES:
-        match = cue.pattern.search(text)
-        if match is not None:
-            return cue.relation, cue.reverse or bool(_PASSIVE_BY.match(text, match.end()))
+    if _ANY_CUE.search(text) is not None:
+        for cue in _CUES:  # the first cue in this order wins, wherever it is in the text
+            match = cue.pattern.search(text)
+            if match is not None:
+                return cue.relation, cue.reverse or bool(_PASSIVE_BY.match(text, match.end()))
     if subject == "person" and obj == "organization" and _ENDS_WITH_MEMBERSHIP.search(text):
         return "WORKS_AT", False  # "Daniel Osei of Arden Capital"
     return RELATED_TO, False

@@ -9,6 +9,7 @@ so writing the same source twice addresses the same nodes and edges.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -58,6 +59,7 @@ LEGAL_FORMS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # names recur: in a document, and across documents
 def entity_key(name: str) -> str:
     """The normalised form of an entity name that identifies it across documents.
 
