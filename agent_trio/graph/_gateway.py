@@ -106,8 +106,8 @@ class Vector(list[float]):
 
     The driver formats every statement's parameters for its debug log whether that
     log is on or not (``" ".join(map(repr, fields))`` in each RUN). An embedding of
-    384 floats from a model took about 0.4 ms to format: more than the rest of a
-    small write's work on our side. Packed exactly as a list.
+    384 floats from a model took about 0.4 ms to format, per chunk written and per
+    vector search. Packed exactly as a list.
     """
 
     __slots__ = ()
