@@ -6,6 +6,7 @@ extractor, then compared with what the pipeline reports and what the graph holds
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import shutil
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -20,7 +21,8 @@ import trio
 import trio.testing
 
 from agent_trio import IngestError, UpstreamRejected
-from agent_trio.extract import RuleExtractor
+from agent_trio.document import Chunk, SourceDocument
+from agent_trio.extract import Entity, Extraction, RuleExtractor
 from agent_trio.graph import ChunkRecord, DocumentRecord, Statement, StoredVersion
 from agent_trio.ingest import (
     DocumentOutcome,
@@ -531,6 +533,41 @@ async def test_a_rejected_text_fails_only_its_document(kb: KnowledgeBase, tmp_pa
     assert summary.documents == 5
     assert [s for s, _ in summary.failed] == [(folder / "doc-3.md").as_posix()]
     assert "400" in summary.failed[0][1]
+    assert await kb.count("Document") == 5
+
+
+class UnstorableEntity(RuleExtractor):
+    """The rule extractor, but a document that says POISON gets an entity whose name
+    normalises to nothing: its records cannot be built."""
+
+    async def extract(self, doc: SourceDocument, chunks: Sequence[Chunk]) -> Extraction:
+        found = await super().extract(doc, chunks)
+        if "POISON" not in doc.content:
+            return found
+        return dataclasses.replace(found, entities=(*found.entities, Entity("!!!", "", "other")))
+
+
+async def test_a_document_that_cannot_be_stored_fails_alone(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(6):
+        marker = " POISON" if i == 3 else ""
+        (folder / f"doc-{i}.md").write_text(f"# Doc {i}\n\nIda Berg wrote note {i}.{marker}\n")
+    async with ingestor_on(kb, tmp_path, FakeEmbeddings()) as (ingestor, embedder):
+        ingestor = Ingestor(
+            kb.store,
+            embedder,
+            UnstorableEntity(),
+            chunk_size=CHUNK_SIZE,
+            chunk_overlap=CHUNK_OVERLAP,
+        )
+        summary = await ingestor.ingest_paths([folder])
+    assert summary.documents == 5
+    assert [s for s, _ in summary.failed] == [(folder / "doc-3.md").as_posix()]
+    assert "cannot be stored" in summary.failed[0][1]
+    assert "normalises to nothing" in summary.failed[0][1]
     assert await kb.count("Document") == 5
 
 
