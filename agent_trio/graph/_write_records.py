@@ -59,7 +59,9 @@ LEGAL_FORMS = frozenset(
 )
 
 
-@functools.lru_cache(maxsize=4096)  # names recur: in a document, and across documents
+# Names recur, in a document and across documents. A name is at most a chunk's
+# sentence or a request's argument (2000 characters), so the cache stays a few MB.
+@functools.lru_cache(maxsize=2048)
 def entity_key(name: str) -> str:
     """The normalised form of an entity name that identifies it across documents.
 
