@@ -602,9 +602,10 @@ def median(rounds: list[Row]) -> Row:
 def medians(row: Row) -> str:
     if len(row.rounds) < 2:
         return ""
-    return f""" The rows after the first were each measured {len(row.rounds)} times,
+    return f""" The instant and 50 ms rows were each measured {len(row.rounds)} times,
     interleaved (each after the others, round after round), each round from an empty
-    graph; a row shows its round of median wall time."""
+    graph; a row shows its round of median wall time. The first row and the local
+    model's were measured once."""
 
 
 def each_round(row: Row, figure: Callable[[Row], str]) -> str:
@@ -715,6 +716,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-local", dest="local", action="store_false")
     parser.add_argument("--write", action="store_true", help="write docs/benchmarks.md")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     rows, writes, settled = trio.run(run, args)
     print(table(HEADER, rows))
     if not writes:
