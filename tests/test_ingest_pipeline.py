@@ -555,7 +555,7 @@ async def test_a_document_that_cannot_be_stored_fails_alone(
     for i in range(6):
         marker = " POISON" if i == 3 else ""
         (folder / f"doc-{i}.md").write_text(f"# Doc {i}\n\nIda Berg wrote note {i}.{marker}\n")
-    async with ingestor_on(kb, tmp_path, FakeEmbeddings()) as (ingestor, embedder):
+    async with ingestor_on(kb, tmp_path, FakeEmbeddings()) as (_, embedder):
         ingestor = Ingestor(
             kb.store,
             embedder,
