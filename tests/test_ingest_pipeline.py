@@ -22,7 +22,7 @@ import trio.testing
 
 from agent_trio import IngestError, UpstreamRejected
 from agent_trio.document import Chunk, SourceDocument
-from agent_trio.extract import Entity, Extraction, RuleExtractor
+from agent_trio.extract import Entity, Extraction, Extractor, RuleExtractor
 from agent_trio.graph import ChunkRecord, DocumentRecord, Statement, StoredVersion
 from agent_trio.ingest import (
     DocumentOutcome,
@@ -89,14 +89,19 @@ async def expected_corpus(folder: Path) -> dict[str, Expected]:
 
 @asynccontextmanager
 async def ingestor_on(
-    kb: KnowledgeBase, tmp_path: Path, fake: FakeEmbeddings, **settings: object
+    kb: KnowledgeBase,
+    tmp_path: Path,
+    fake: FakeEmbeddings,
+    *,
+    extractor: Extractor | None = None,
+    **settings: object,
 ) -> AsyncIterator[tuple[Ingestor, Embedder]]:
     values = embedding_settings(tmp_path, **settings)
     async with open_fake_embedder(values, fake) as embedder:
         ingestor = Ingestor(
             kb.store,
             embedder,
-            RuleExtractor(),
+            extractor or RuleExtractor(),
             chunk_size=CHUNK_SIZE,
             chunk_overlap=CHUNK_OVERLAP,
         )
@@ -521,12 +526,18 @@ async def test_a_failing_document_is_named_and_the_others_are_ingested(
     assert sources == {(folder / "a-good.md").as_posix(), (folder / "d-good.txt").as_posix()}
 
 
-async def test_a_rejected_text_fails_only_its_document(kb: KnowledgeBase, tmp_path: Path) -> None:
+def write_poisoned_folder(tmp_path: Path) -> Path:
+    """Six documents; the fourth, ``doc-3.md``, says POISON."""
     folder = tmp_path / "docs"
     folder.mkdir()
     for i in range(6):
         marker = " POISON" if i == 3 else ""
         (folder / f"doc-{i}.md").write_text(f"# Doc {i}\n\nPlain text number {i}.{marker}\n")
+    return folder
+
+
+async def test_a_rejected_text_fails_only_its_document(kb: KnowledgeBase, tmp_path: Path) -> None:
+    folder = write_poisoned_folder(tmp_path)
     fake = FakeEmbeddings(reject="POISON")
     async with ingestor_on(kb, tmp_path, fake) as (ingestor, _):
         summary = await ingestor.ingest_paths([folder])
@@ -550,19 +561,9 @@ class UnstorableEntity(RuleExtractor):
 async def test_a_document_that_cannot_be_stored_fails_alone(
     kb: KnowledgeBase, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    for i in range(6):
-        marker = " POISON" if i == 3 else ""
-        (folder / f"doc-{i}.md").write_text(f"# Doc {i}\n\nIda Berg wrote note {i}.{marker}\n")
-    async with ingestor_on(kb, tmp_path, FakeEmbeddings()) as (_, embedder):
-        ingestor = Ingestor(
-            kb.store,
-            embedder,
-            UnstorableEntity(),
-            chunk_size=CHUNK_SIZE,
-            chunk_overlap=CHUNK_OVERLAP,
-        )
+    folder = write_poisoned_folder(tmp_path)
+    extractor = UnstorableEntity()
+    async with ingestor_on(kb, tmp_path, FakeEmbeddings(), extractor=extractor) as (ingestor, _):
         summary = await ingestor.ingest_paths([folder])
     assert summary.documents == 5
     assert [s for s, _ in summary.failed] == [(folder / "doc-3.md").as_posix()]
