@@ -295,7 +295,7 @@ class Row:
             f"{s.documents}",
             f"{s.chunks}",
             f"{self.seconds:.1f}",
-            f"{s.chunks / self.seconds:.0f}",
+            f"{self.rate:.0f}",
             f"{s.documents / self.seconds:.1f}",
             f"{self.embed_busy / self.seconds:.0%}",
             f"{self.write_busy / self.seconds:.0%}",
