@@ -6,6 +6,9 @@ An :class:`Extractor` reads a document's chunks and returns an :class:`Extractio
     extraction = await LlmExtractor(complete).extract(doc, chunks)   # asks a model
     extractor = extractor_for(settings, llm)   # the one the settings choose
 
+    async with open_extraction_workers() as workers:   # worker processes for the rules
+        extractions = await RuleExtractor(workers).extract_each([(doc, chunks), ...])
+
 Facts refer to entities by :func:`entity_key`, the graph's own key, so extraction
 and storage cannot disagree on which entity a name is.
 """
@@ -16,6 +19,7 @@ from agent_trio.extract._llm_extract import Complete, LlmExtractor
 from agent_trio.extract._model import ENTITY_TYPES, Entity, EntityType, Extraction, Fact
 from agent_trio.extract._rules import RuleExtractor
 from agent_trio.extract._setup import complete_with, extractor_for
+from agent_trio.extract._workers import ExtractionWorkers, open_extraction_workers
 
 __all__ = [
     "ENTITY_TYPES",
@@ -23,6 +27,7 @@ __all__ = [
     "Entity",
     "EntityType",
     "Extraction",
+    "ExtractionWorkers",
     "Extractor",
     "Fact",
     "LlmExtractor",
@@ -30,4 +35,5 @@ __all__ = [
     "complete_with",
     "entity_key",
     "extractor_for",
+    "open_extraction_workers",
 ]

@@ -29,6 +29,7 @@ from agent_trio.extract._facts import sentence_facts
 from agent_trio.extract._kinds import personal, unmarked_type, winner
 from agent_trio.extract._model import Entity, EntityType, Extraction
 from agent_trio.extract._names import Mention, Sentence, sentence_mentions
+from agent_trio.extract._workers import ExtractionWorkers
 
 __all__ = ["RuleExtractor"]
 
@@ -36,18 +37,56 @@ _LIST_MARKER = re.compile(r"\s*(?:[-*+]|\d{1,3}[.)])\s+")
 
 
 class RuleExtractor:
-    """Deterministic extraction from the text alone (see the module doc for the rules)."""
+    """Deterministic extraction from the text alone (see the module doc for the rules).
+
+    With ``workers``, :meth:`extract_each` hands its documents to a worker process
+    once the workers are up (see :mod:`._workers`); the extractions are the same.
+    """
+
+    def __init__(self, workers: ExtractionWorkers | None = None) -> None:
+        self.workers = workers
 
     async def extract(self, doc: SourceDocument, chunks: Sequence[Chunk]) -> Extraction:
         seen: set[str] = set()
         sentences: list[Sentence] = []
         for chunk in chunks:
             await trio.lowlevel.checkpoint()
-            for text in _chunk_sentences(chunk.text):
-                if text not in seen:
-                    seen.add(text)
-                    sentences.append(Sentence(chunk.index, text, tuple(sentence_mentions(text))))
+            _add_sentences(sentences, seen, chunk.index, chunk.text)
         return _resolve(sentences)
+
+    async def extract_each(
+        self, docs: Sequence[tuple[SourceDocument, Sequence[Chunk]]]
+    ) -> list[Extraction]:
+        """The extraction of each of ``docs``, in order: in one call to a worker
+        process when one is up, else here, one document after another."""
+        workers = self.workers
+        if workers is not None and workers.up(len(docs)):
+            texts = [[(chunk.index, chunk.text) for chunk in chunks] for _, chunks in docs]
+            found = await workers.run_sync(extract_texts, texts, documents=len(docs))
+            if found is not None:
+                return found
+        return [await self.extract(doc, chunks) for doc, chunks in docs]
+
+
+def extract_texts(docs: list[list[tuple[int, str]]]) -> list[Extraction]:
+    """:meth:`RuleExtractor.extract` of each document given as its chunks' indexes and
+    texts, at once (what a worker process runs)."""
+    out: list[Extraction] = []
+    for chunks in docs:
+        seen: set[str] = set()
+        sentences: list[Sentence] = []
+        for index, text in chunks:
+            _add_sentences(sentences, seen, index, text)
+        out.append(_resolve(sentences))
+    return out
+
+
+def _add_sentences(sentences: list[Sentence], seen: set[str], index: int, chunk: str) -> None:
+    """Append the sentences of chunk ``index`` not seen in an earlier chunk."""
+    for text in _chunk_sentences(chunk):
+        if text not in seen:
+            seen.add(text)
+            sentences.append(Sentence(index, text, tuple(sentence_mentions(text))))
 
 
 def _chunk_sentences(text: str) -> Iterable[str]:

@@ -6,15 +6,19 @@ from agent_trio._settings import Settings
 from agent_trio.extract._extract import Extractor
 from agent_trio.extract._llm_extract import Complete, LlmExtractor
 from agent_trio.extract._rules import RuleExtractor
+from agent_trio.extract._workers import ExtractionWorkers
 from agent_trio.upstream import LlmClient, Message
 
 __all__ = ["complete_with", "extractor_for"]
 
 
-def extractor_for(settings: Settings, llm: LlmClient | None) -> Extractor:
-    """Rules when ``LLM_PROVIDER=none`` (or no client is open), else the LLM."""
+def extractor_for(
+    settings: Settings, llm: LlmClient | None, *, workers: ExtractionWorkers | None = None
+) -> Extractor:
+    """Rules when ``LLM_PROVIDER=none`` (or no client is open), else the LLM. The rules
+    extract in ``workers``' processes once they are up (``RuleExtractor``)."""
     if settings.llm_provider == "none" or llm is None:
-        return RuleExtractor()
+        return RuleExtractor(workers)
     return LlmExtractor(complete_with(llm))
 
 
