@@ -55,7 +55,13 @@ where every document is unchanged. Measured per embedder: wall time, documents a
 chunks per second, and how busy each stage was: the share of the wall time during
 which at least one ``embed`` call was running, and the share the single writer
 spent inside ``replace_documents``; and the CPU time per document of this process
-(all its threads) and of the engine (its JVM, from /proc), which share the machine.
+(all its threads) with its extraction worker processes, and of the engine (its JVM,
+from /proc), which share the machine.
+
+The rule extractor has extraction workers, opened once for all rows as a service
+opens them once (``open_extraction_workers``, the service's defaults): the warm-up
+row starts them (its first documents are extracted in this process meanwhile), and
+they stay up for the rows after it.
 
 Prints progress to stderr, the table to stdout, and writes the Markdown section.
 """
@@ -85,7 +91,7 @@ from _server import machine
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent_trio import Settings, load_settings
 from agent_trio.engine import EngineInfo, run_embedded_engine
-from agent_trio.extract import RuleExtractor
+from agent_trio.extract import ExtractionWorkers, RuleExtractor, open_extraction_workers
 from agent_trio.graph import KnowledgeStore
 from agent_trio.ingest import Ingestor, IngestSummary
 from agent_trio.ingest._steps import Steps
@@ -350,6 +356,21 @@ def compiler_cpu(pid: int) -> float:
     return total
 
 
+def workers_cpu(engine: int) -> float:
+    """The CPU seconds used so far by this process's children other than the engine:
+    the extraction workers (a worker that exited is not counted: they are started
+    once, before the rows that count, and stay up between rows)."""
+    total = 0.0
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            if int(pid) != engine:
+                try:
+                    total += cpu_seconds(Path(f"/proc/{pid}/stat"))
+                except OSError:  # it exited meanwhile
+                    continue
+    return total
+
+
 def uptime() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -363,9 +384,12 @@ class Variant:
     fake: InstantApi = field(default_factory=InstantApi)
 
 
-async def measure(variant: Variant, engine: EngineInfo) -> tuple[Row, list[Any]]:
+async def measure(
+    variant: Variant, engine: EngineInfo, workers: ExtractionWorkers
+) -> tuple[Row, list[Any]]:
     """Ingest the variant's folder from an empty graph, then again; the row, and the
-    records of the first documents (for the write-path measurement)."""
+    records of the first documents (for the write-path measurement). The rule
+    extractor uses ``workers``, opened once for every row, as a service's are."""
     name, settings = variant.name, variant.settings
     hooks = ServiceHooks(engine=engine, embedder=variant.opener)
     async with open_service(settings, hooks=hooks) as service:
@@ -375,7 +399,7 @@ async def measure(variant: Variant, engine: EngineInfo) -> tuple[Row, list[Any]]
         ingestor = Ingestor(
             store,
             TimedEmbedder(service.embedder, embed_busy),  # type: ignore[arg-type]
-            RuleExtractor(),
+            RuleExtractor(workers),
             chunk_size=settings.chunk_size,
             chunk_overlap=settings.chunk_overlap,
         )
@@ -383,10 +407,12 @@ async def measure(variant: Variant, engine: EngineInfo) -> tuple[Row, list[Any]]
         log(f"{name}: ingesting ({ingestor.embed_workers} embedding workers)")
         variant.fake.requests.clear()
         started, cpu, cpu_engine = time.perf_counter(), time.process_time(), engine_cpu(engine.pid)
+        cpu += workers_cpu(engine.pid)
         compiling = compiler_cpu(engine.pid)
         summary = await ingestor.ingest_paths([variant.folder])
         seconds = time.perf_counter() - started
-        cpu, cpu_engine = time.process_time() - cpu, engine_cpu(engine.pid) - cpu_engine
+        cpu = time.process_time() + workers_cpu(engine.pid) - cpu
+        cpu_engine = engine_cpu(engine.pid) - cpu_engine
         compiling = compiler_cpu(engine.pid) - compiling
         load = uptime()
         requests = len(variant.fake.requests)
@@ -507,7 +533,9 @@ class Settled:
         )
 
 
-async def settle(variant: Variant, engine: EngineInfo, rounds: int) -> Settled:
+async def settle(
+    variant: Variant, engine: EngineInfo, workers: ExtractionWorkers, rounds: int
+) -> Settled:
     """Ingest the warm-up documents again until the engine's JIT compilers are mostly
     idle (at most ``rounds`` times).
 
@@ -520,7 +548,7 @@ async def settle(variant: Variant, engine: EngineInfo, rounds: int) -> Settled:
     out = Settled()
     while out.rounds < rounds and not out.share < SETTLED:
         began, compiling = time.perf_counter(), compiler_cpu(engine.pid)
-        await measure(variant, engine)
+        await measure(variant, engine, workers)
         seconds = time.perf_counter() - began
         out = Settled(
             out.rounds + 1,
@@ -567,26 +595,26 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], list[WriteRow], Sett
         for variant in variants:
             variant.opener = opener(variant.fake)
         settled = Settled()
-        async with trio.open_nursery() as nursery:
+        async with open_extraction_workers() as workers, trio.open_nursery() as nursery:
             log("starting the embedded engine")
             engine: EngineInfo = await nursery.start(run_embedded_engine, engine_config(local))
             rows = []
             if variants[0].name == WARM_UP:
                 warm_up = variants.pop(0)
-                rows.append((await measure(warm_up, engine))[0])
-                settled = await settle(warm_up, engine, args.settle_rounds)
+                rows.append((await measure(warm_up, engine, workers))[0])
+                settled = await settle(warm_up, engine, workers, args.settle_rounds)
             rounds: dict[str, list[Row]] = {variant.name: [] for variant in variants}
             for number in range(args.rounds):  # interleaved: drift weighs on each alike
                 for variant in variants:
                     log(f"round {number + 1} of {args.rounds}")
-                    rounds[variant.name].append((await measure(variant, engine))[0])
+                    rounds[variant.name].append((await measure(variant, engine, workers))[0])
             rows += [median(rounds[variant.name]) for variant in variants]
             writes = []
             if hasattr(KnowledgeStore, "replace_documents"):
                 writes = await write_path(instant, engine, folders["instant"])
             if args.local:  # last: loading the model (torch) slows what runs after it
                 local_variant = Variant(LOCAL, local, folders["local"], None)
-                rows.append((await measure(local_variant, engine))[0])
+                rows.append((await measure(local_variant, engine, workers))[0])
             nursery.cancel_scope.cancel()
     return rows, writes, settled
 

@@ -22,7 +22,13 @@ import trio.testing
 
 from agent_trio import IngestError, UpstreamRejected
 from agent_trio.document import Chunk, SourceDocument
-from agent_trio.extract import Entity, Extraction, Extractor, RuleExtractor
+from agent_trio.extract import (
+    Entity,
+    Extraction,
+    Extractor,
+    RuleExtractor,
+    open_extraction_workers,
+)
 from agent_trio.graph import ChunkRecord, DocumentRecord, Statement, StoredVersion
 from agent_trio.ingest import (
     DocumentOutcome,
@@ -162,6 +168,31 @@ async def test_ingesting_the_corpus_stores_every_document_whole(
     assert await assert_whole(kb, expected) == set(expected)
     assert await kb.count("Entity") == len(set().union(*(e.entities for e in expected.values())))
     assert fake.texts == summary.chunks  # every chunk embedded once
+
+
+async def test_documents_extracted_in_a_worker_process_are_stored_the_same(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    expected = await expected_corpus(CORPUS_DIR)
+    async with open_extraction_workers(processes=1, start_after=0) as workers:
+        assert not workers.up(1)  # start them
+        with trio.fail_after(60):
+            while workers.state != "up":  # noqa: ASYNC110 - a process starting
+                await trio.sleep(0.01)
+        extractor = RuleExtractor(workers)
+        async with ingestor_on(kb, tmp_path, FakeEmbeddings(), extractor=extractor) as (
+            ingestor,
+            _,
+        ):
+            summary = await ingestor.ingest_paths([CORPUS_DIR], clean=True)
+
+        assert workers.documents_sent == 12  # every document went to the worker
+    assert summary.failed == []
+    assert summary.documents == 12
+    assert summary.entities == sum(len(e.entities) for e in expected.values())
+    assert summary.facts == sum(e.facts for e in expected.values())
+    assert await assert_whole(kb, expected) == set(expected)
+    assert await kb.count("Entity") == len(set().union(*(e.entities for e in expected.values())))
 
 
 def answer_when_quiet(fake: FakeEmbeddings, kb: KnowledgeBase) -> None:
@@ -722,6 +753,7 @@ async def test_a_transaction_that_fails_is_retried_one_document_at_a_time(
     async with ingestor_on(kb, tmp_path, fake, embedding_batch_size=1) as (ingestor, _):
         steps = ingestor._steps
         prepare_file, embed, extract = steps.prepare_file_in_thread, steps.embed, steps.extract
+        extract_each = steps.extract_each
 
         async def held_back(path: Path) -> Any:
             if path.name in ("doc-4.md", "doc-5.md"):
@@ -740,7 +772,15 @@ async def test_a_transaction_that_fails_is_retried_one_document_at_a_time(
 
         steps.prepare_file_in_thread = held_back  # type: ignore[method-assign]
         steps.embed = counted_embed  # type: ignore[method-assign]
+
+        async def counted_extract_each(group: Sequence[Any]) -> Any:
+            found = await extract_each(group)  # the rules' path: the group in one call
+            if found is not None:
+                extracted.extend(p.doc.source for p in group)
+            return found
+
         steps.extract = counted_extract  # type: ignore[method-assign]
+        steps.extract_each = counted_extract_each  # type: ignore[method-assign]
         summary = await ingestor.ingest_paths([folder])
     shared = next(ids for ids in kb.store.written if poisoned in ids)
     assert len(shared) > 1  # the shared write failed, then each of its documents went alone

@@ -47,6 +47,7 @@ async def test_open_service_with_a_running_engine(engine_info: EngineInfo, tmp_p
             "write",
             "embedding",
             "chat",
+            "extraction",
         }
         assert service.limiters["chat"].total_tokens == settings.chat_max_concurrency
         vectors = await service.embedder.embed(["alpha", "beta"])

@@ -7,7 +7,7 @@ embedder, the share that caps such a run. A worker process does it on another
 core, for the price of pickling the chunks' texts and the extractions (about
 0.4 ms of this process's CPU per call, one call per group of documents).
 
-Starting a worker costs about 0.7 s of CPU and ~50 MB (a fresh interpreter that
+Starting a worker costs about 0.7 s of CPU and ~100 MB (a fresh interpreter that
 imports the extractor), more than extracting a few dozen documents. So workers
 start only when ingestion keeps coming: :meth:`ExtractionWorkers.up` counts the
 documents asked for, and once ``start_after`` of them came with no pause longer

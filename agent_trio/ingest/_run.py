@@ -18,8 +18,10 @@
 * **embed**: takes a document and whatever else is already waiting, up to
   ``batch_texts`` chunks, and embeds them in ONE call (small documents share
   requests, which matters under a per-minute request limit) while the extractor
-  works on each of them. Several workers run at once; the embedder's limiter, not
-  this code, decides how many requests are in flight.
+  works on each of them (the rule extractor takes the group in one call, which a
+  worker process answers once the extraction workers are up). Several workers run
+  at once; the embedder's limiter, not this code, decides how many requests are in
+  flight.
 * **write**: takes a document and whatever else is already waiting (up to
   ``write_documents`` documents, about ``write_chunks`` chunks) and writes them in
   ONE transaction (``KnowledgeStore.replace_documents``): a transaction costs about
@@ -215,10 +217,18 @@ class _Run:
             except PER_DOCUMENT_ERRORS as exc:
                 fail(index, exc)
 
+        async def extract_group() -> None:
+            found = await self.steps.extract_each(group)
+            if found is not None:
+                extractions[:] = found
+                return
+            async with trio.open_nursery() as nursery:
+                for index in range(len(group)):
+                    nursery.start_soon(extract, index)
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._embed_into, group, vectors, fail)
-            for index in range(len(group)):
-                nursery.start_soon(extract, index)
+            nursery.start_soon(extract_group)
         return [
             _Embedded(prepared, found, extraction)
             for index, (prepared, found, extraction) in enumerate(

@@ -29,7 +29,7 @@ from agent_trio._errors import (
     UpstreamProtocolError,
 )
 from agent_trio.document import Chunk, SourceDocument, markdown_headings
-from agent_trio.extract import Extraction, Extractor
+from agent_trio.extract import Extraction, Extractor, RuleExtractor
 from agent_trio.graph import DocumentVersion, KnowledgeStore, StoredVersion
 from agent_trio.ingest._chunker import chunk_text, fit_chunks
 from agent_trio.ingest._mapping import (
@@ -151,7 +151,21 @@ class Steps:
         return out
 
     async def extract(self, prepared: Prepared) -> Extraction:
+        """The document's extraction; the rules' through :meth:`extract_each`, so that a
+        document posted alone also goes to a worker process when one is up."""
+        found = await self.extract_each([prepared])
+        if found is not None:
+            (extraction,) = found
+            return extraction
         return await self.extractor.extract(prepared.doc, prepared.chunks)
+
+    async def extract_each(self, group: Sequence[Prepared]) -> list[Extraction] | None:
+        """The extraction of each of ``group`` in one call, from an extractor that
+        takes many documents at once (the rules, which may hand them to a worker
+        process); ``None`` from one that takes them one by one (:meth:`extract`)."""
+        if not isinstance(self.extractor, RuleExtractor):
+            return None
+        return await self.extractor.extract_each([(p.doc, p.chunks) for p in group])
 
     async def embed(self, group: Sequence[Prepared]) -> list[list[list[float]]]:
         """The chunk vectors of each document of ``group``, in one ``embed`` call."""

@@ -1,11 +1,12 @@
 """The service: the root of every resource.
 
 :func:`open_service` opens, in order, the embedded engine (when ``NEO4J_URI`` is
-unset), a trio-asyncio loop, the neo4j driver (verified), the httpx clients and
-the named limiters, and closes them in reverse order on exit. Each resource is
-opened with ``async with`` and closes itself, shielded, under its own deadline,
-so a failure in one close step does not skip the others: the ``async with``
-blocks around it still exit. :func:`serve_service` is the long-running task form
+unset), a trio-asyncio loop, the neo4j driver (verified), the httpx clients, the
+extraction workers (no process until ingestion keeps coming) and the named
+limiters, and closes them in reverse order on exit. Each resource is opened with
+``async with`` and closes itself, shielded, under its own deadline, so a failure
+in one close step does not skip the others: the ``async with`` blocks around it
+still exit. :func:`serve_service` is the long-running task form
 that a nursery starts: it reports the :class:`Service` through ``task_status``
 only once everything is ready.
 """
@@ -30,7 +31,7 @@ from agent_trio._settings import Settings
 from agent_trio._version import __version__
 from agent_trio._waits import WaitStats, WaitTally
 from agent_trio.engine import EngineInfo
-from agent_trio.extract import extractor_for
+from agent_trio.extract import extractor_for, open_extraction_workers
 from agent_trio.graph import (
     Dialect,
     GraphGateway,
@@ -247,11 +248,13 @@ async def open_service(
         httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=60.0)) as http,
         open_emb(settings) as embedder,
         open_chat_llm(settings) as llm,
+        open_extraction_workers() as extraction,
     ):
         limiters["embedding"] = embedder.limiter
         if llm is not None:
             limiters["llm"] = llm.limiter
         limiters["chat"] = trio.CapacityLimiter(settings.chat_max_concurrency)
+        limiters["extraction"] = extraction.limiter
         knowledge = KnowledgeStore(
             graph, _dialect(settings, engine, http), dimensions=embedder.dimensions
         )
@@ -272,7 +275,7 @@ async def open_service(
             ingestor=Ingestor(
                 knowledge,
                 embedder,
-                extractor_for(settings, llm),
+                extractor_for(settings, llm, workers=extraction),
                 chunk_size=settings.chunk_size,
                 chunk_overlap=settings.chunk_overlap,
             ),
