@@ -28,6 +28,9 @@ embedders, one after the other, after a warm-up:
   4.75 chunks each instead of 3.25 (each corpus file followed by the first paragraphs
   of the next), the shape of issue 9's measurement (~4.7): per-document costs weigh
   less on chunks per second;
+* **without extraction workers**: the longer documents again, the rule extractor
+  working in this process (as before the extraction workers), in the same rounds:
+  the workers' gain as a ratio of one run;
 * **50 ms API**: the same transport answering after 50 ms, with
   ``EMBEDDING_BATCH_SIZE=1`` and ``EMBEDDING_MAX_CONCURRENCY=4``, over ``--slow``
   documents: *allowance used* is the time the requests took (count x 50 ms) over
@@ -382,6 +385,8 @@ class Variant:
     folder: Path
     opener: Callable[[Settings], AbstractAsyncContextManager[Embedder]] | None
     fake: InstantApi = field(default_factory=InstantApi)
+    #: the rule extractor hands documents to the extraction workers (else extracts here)
+    extraction_workers: bool = True
 
 
 async def measure(
@@ -399,7 +404,7 @@ async def measure(
         ingestor = Ingestor(
             store,
             TimedEmbedder(service.embedder, embed_busy),  # type: ignore[arg-type]
-            RuleExtractor(workers),
+            RuleExtractor(workers if variant.extraction_workers else None),
             chunk_size=settings.chunk_size,
             chunk_overlap=settings.chunk_overlap,
         )
@@ -587,9 +592,10 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], list[WriteRow], Sett
         variants = [
             Variant("instant fake (HTTP client, no wait)", instant, folders["instant"], None),
             Variant(LONGER, instant, folders["longer"], None),
+            Variant(IN_PROCESS, instant, folders["longer"], None, extraction_workers=False),
             Variant("50 ms API, batch 1, concurrency 4", slow, folders["slow"], None),
         ]
-        variants[2].fake.latency = SLOW
+        variants[-1].fake.latency = SLOW
         if args.warm_up:
             variants.insert(0, Variant(WARM_UP, instant, folders["warm-up"], None))
         for variant in variants:
@@ -650,6 +656,7 @@ SETTLED = 0.15
 WARM_UP = "instant fake, engine just started (the warm-up)"
 LOCAL = "local (all-MiniLM-L6-v2, CPU)"
 LONGER = "longer documents, instant fake (as above)"
+IN_PROCESS = "without extraction workers: the longer documents, extracted in this process"
 
 
 def table(header: list[str], rows: Sequence[Row | WriteRow]) -> str:
@@ -665,6 +672,7 @@ def paragraph(text: str) -> str:
 def section(rows: list[Row], writes: list[WriteRow], settled: Settled, command: str) -> str:
     by_name = {row.name.split(" ")[0]: row for row in rows if row.name != WARM_UP}
     instant, longer, slow = by_name["instant"], by_name["longer"], by_name["50"]
+    here = by_name["without"]
 
     def rate(row: Row) -> str:
         return f"{row.rate:.0f}"
@@ -691,7 +699,10 @@ def section(rows: list[Row], writes: list[WriteRow], settled: Settled, command: 
         load {instant.load}. Issue 9 measured it on 400 small documents of ~4.7 chunks;
         documents of that shape (each corpus file followed by the first paragraphs of the
         next, {longer.summary.chunks / longer.summary.documents:.2f} chunks per document):
-        {longer.rate:.0f} chunks/s{each_round(longer, rate)}, load {longer.load}.""",
+        {longer.rate:.0f} chunks/s{each_round(longer, rate)}, load {longer.load}. The same
+        documents in the same rounds with the rule extractor in this process (no
+        extraction workers): {here.rate:.0f} chunks/s{each_round(here, rate)}; with the
+        workers {longer.rate / here.rate:.2f} times as fast.""",
         f"""**Goal: ≥ 0.9 of the concurrency allowance used with the 50 ms API.** Measured:
         {slow.requests} requests x 50 ms / (4 slots x {slow.seconds:.2f} s) =
         **{slow.allowance:.2f}**{each_round(slow, lambda r: f"{r.allowance:.2f}")},
