@@ -79,6 +79,8 @@ class ExtractionWorkers:
         #: documents handed to the workers, and the times the workers were started
         self.documents_sent = 0
         self.starts = 0
+        #: jobs begun and not returned (each holds a ``limiter`` token while it runs)
+        self.jobs_in_flight = 0
 
     @property
     def state(self) -> Literal["down", "starting", "up"]:
@@ -114,9 +116,7 @@ class ExtractionWorkers:
         Cancelling the call kills the worker running it, at once.
         """
         try:
-            result: T = await self._context.run_sync(
-                fn, arg, kill_on_cancel=True, limiter=self.limiter
-            )
+            result: T = await self._job(fn, arg)
         except trio_parallel.BrokenWorkerError as exc:
             log.warning("an extraction worker process was lost (%s); extracting here", exc)
             self._state = "down"
@@ -147,7 +147,17 @@ class ExtractionWorkers:
             self._asked = 0
 
     async def _start_one(self) -> None:
-        await self._context.run_sync(bool, kill_on_cancel=True, limiter=self.limiter)
+        await self._job(bool, None)
+
+    async def _job(self, fn: Callable[[A], T], arg: A) -> T:
+        self.jobs_in_flight += 1
+        try:
+            result: T = await self._context.run_sync(
+                fn, arg, kill_on_cancel=True, limiter=self.limiter
+            )
+        finally:
+            self.jobs_in_flight -= 1
+        return result
 
 
 @asynccontextmanager

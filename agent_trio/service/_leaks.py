@@ -14,6 +14,7 @@ limiter                         held only by
 ``write``                       a graph call (a replacement's transaction, or
                                 the batches of a delete), one at a time
 ``embedding``, ``llm``          an attempt of that upstream client
+``extraction``                  a job of an extraction worker process
 ==============================  ============================================
 
 So a limiter with more tokens borrowed than there are such operations has lost

@@ -31,7 +31,7 @@ from agent_trio._settings import Settings
 from agent_trio._version import __version__
 from agent_trio._waits import WaitStats, WaitTally
 from agent_trio.engine import EngineInfo
-from agent_trio.extract import extractor_for, open_extraction_workers
+from agent_trio.extract import ExtractionWorkers, extractor_for, open_extraction_workers
 from agent_trio.graph import (
     Dialect,
     GraphGateway,
@@ -94,6 +94,7 @@ class Service:
     limiters: dict[str, trio.CapacityLimiter]
     engine: EngineInfo | None
     sessions: SessionStore
+    extraction: ExtractionWorkers
     started_at: float = field(default_factory=time.monotonic)
     #: waits for the limiters the service hands out itself (``chat``)
     waits: WaitTally = field(default_factory=WaitTally)
@@ -141,6 +142,7 @@ class Service:
             "graph_health": graph_calls,
             "graph_store": graph_calls,
             "write": graph_calls,
+            "extraction": self.extraction.jobs_in_flight,
         }
         out.update(self._upstream_attempts())
         return {name: count for name, count in out.items() if name in self.limiters}
@@ -282,6 +284,7 @@ async def open_service(
             limiters=limiters,
             engine=engine,
             sessions=sessions,
+            extraction=extraction,
         )
         log.info(
             "service ready: graph %s (%s), embedder %s/%s, llm %s",
