@@ -13,6 +13,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import pytest
 import trio
 
 from agent_trio.document import Chunk, SourceDocument
@@ -148,3 +149,27 @@ async def test_a_worker_killed_during_a_job_means_extracting_here(tmp_path: Path
         assert workers.documents_sent == 0
         assert workers.limiter.borrowed_tokens == 0
         assert await RuleExtractor(workers).extract_each(docs[:2]) == here
+
+
+async def test_a_worker_leaves_sigterm_to_the_service() -> None:
+    # a service stopped by its process group or control group (timeout, systemd):
+    # its workers get the SIGTERM too, and stay until the service closes them
+    async with open_extraction_workers(processes=1, start_after=0) as workers:
+        await started(workers)
+        pid = await workers.run_sync(worker_pid, None, documents=0)
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        assert await workers.run_sync(worker_pid, None, documents=0) == pid
+    assert not pid_alive(pid)
+
+
+async def test_closing_after_a_worker_was_killed_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with open_extraction_workers(processes=1, start_after=0) as workers:
+        await started(workers)
+        pid = await workers.run_sync(worker_pid, None, documents=0)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await poll(lambda: not pid_alive(pid))
+    assert "had ended before the close" in caplog.text

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Literal, TypeVar
@@ -176,20 +177,38 @@ async def open_extraction_workers(
             f"processes must be >= 1, start_after >= 0 and idle_timeout > 0, "
             f"got {processes}, {start_after} and {idle_timeout}"
         )
-    async with (
-        trio_parallel.open_worker_context(
-            idle_timeout=idle_timeout, grace_period=_GRACE_PERIOD
-        ) as context,
-        trio.open_nursery() as nursery,
-    ):
-        workers = ExtractionWorkers(
-            context,
-            nursery,
-            processes=processes,
-            start_after=start_after,
+    closing = False
+    try:
+        async with trio_parallel.open_worker_context(
             idle_timeout=idle_timeout,
-        )
-        try:
-            yield workers
-        finally:
-            nursery.cancel_scope.cancel()
+            init=_leave_stopping_to_the_parent,
+            grace_period=_GRACE_PERIOD,
+        ) as context:
+            async with trio.open_nursery() as nursery:
+                workers = ExtractionWorkers(
+                    context,
+                    nursery,
+                    processes=processes,
+                    start_after=start_after,
+                    idle_timeout=idle_timeout,
+                )
+                try:
+                    yield workers
+                finally:
+                    nursery.cancel_scope.cancel()
+            closing = True
+    except trio_parallel.BrokenWorkerError as exc:
+        if not closing:
+            raise
+        # one ended meanwhile (killed from outside): nothing is left to close
+        log.warning("an extraction worker process had ended before the close: %s", exc)
+
+
+def _leave_stopping_to_the_parent() -> None:
+    """Run in each worker as it starts: ignore SIGTERM (trio-parallel ignores SIGINT).
+
+    A service stopped by its process group or control group (Ctrl-C, ``timeout``,
+    systemd) closes its workers itself, in order; a worker that died first would make
+    that close an error. A worker whose parent is gone exits as its pipe closes.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
