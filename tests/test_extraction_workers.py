@@ -1,7 +1,9 @@
 """Extraction workers: real worker processes, started when ingestion keeps coming.
 
 Waits are bounded polls for a condition (a process started, exited); the one wait
-that is a sleep only makes sure that more than ``idle_timeout`` has passed.
+that is a sleep only makes sure that more than ``idle_timeout`` has passed. Where a
+step must follow the one before within ``idle_timeout``, that is ``STARTS_WITHIN``,
+the bound every poll here has.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from agent_trio.extract import ExtractionWorkers, RuleExtractor, open_extraction
 from agent_trio.ingest._chunker import chunk_text
 from agent_trio.ingest._reader import read_document
 from tests.retrieval_questions import CORPUS_DIR
+from tests.support.chat import poll
 from tests.support.service import pid_alive
 
 #: a worker process takes a second or two to start on a busy machine; this bounds it
@@ -43,16 +45,10 @@ def corpus() -> list[tuple[SourceDocument, list[Chunk]]]:
     return [(doc, chunk_text(doc.content, size=1000, overlap=200)) for doc in docs]
 
 
-async def poll(condition: Callable[[], bool], within: float = STARTS_WITHIN) -> None:
-    with trio.fail_after(within):
-        while not condition():  # noqa: ASYNC110 - another process's state, polled
-            await trio.sleep(0.01)
-
-
 async def started(workers: ExtractionWorkers) -> None:
     """Start ``workers`` (``start_after`` 0) and wait until they are up."""
     assert not workers.up(1)
-    await poll(lambda: workers.state == "up")
+    await poll(lambda: workers.state == "up", within=STARTS_WITHIN)
 
 
 async def test_a_worker_process_extracts_what_this_process_would() -> None:
@@ -73,24 +69,37 @@ async def test_a_worker_process_extracts_what_this_process_would() -> None:
 
 
 async def test_workers_start_after_enough_documents_without_a_pause() -> None:
-    async with open_extraction_workers(processes=1, start_after=4, idle_timeout=0.5) as workers:
+    docs = corpus()
+    async with open_extraction_workers(
+        processes=1, start_after=4, idle_timeout=STARTS_WITHIN
+    ) as workers:
         extractor = RuleExtractor(workers)
-        docs = corpus()
-        await extractor.extract_each(docs[:3])
-        assert workers.state == "down"
-        await trio.sleep(0.6)  # a pause longer than idle_timeout: the count starts again
         await extractor.extract_each(docs[:3])
         assert workers.state == "down"
         await extractor.extract_each(docs[:1])  # 4 without a pause
         assert workers.state == "starting"
         assert workers.documents_sent == 0  # extracted here meanwhile
 
-        await poll(lambda: workers.state == "up")
+        await poll(lambda: workers.state == "up", within=STARTS_WITHIN)
         await extractor.extract_each(docs[:2])
         assert workers.documents_sent == 2
+        assert workers.starts == 1
+
+
+async def test_a_pause_starts_the_count_again_and_an_idle_worker_exits() -> None:
+    docs = corpus()
+    async with open_extraction_workers(processes=1, start_after=4, idle_timeout=0.5) as workers:
+        extractor = RuleExtractor(workers)
+        await extractor.extract_each(docs[:3])
+        await trio.sleep(0.6)  # a pause longer than idle_timeout: the count starts again
+        await extractor.extract_each(docs[:3])
+        assert workers.state == "down"
+        await extractor.extract_each(docs[:4])  # enough, however long the steps took
+        assert workers.state == "starting"
+        await poll(lambda: workers.state == "up", within=STARTS_WITHIN)
 
         # idle for idle_timeout, the worker exits; the next documents count again
-        await poll(lambda: not workers.up(1))
+        await poll(lambda: not workers.up(1), within=STARTS_WITHIN)
         assert workers.state == "down"
         assert workers.starts == 1
 
@@ -110,18 +119,18 @@ async def test_a_cancelled_job_kills_its_worker_and_gives_its_token_back(
                 nursery.start_soon(
                     partial(workers.run_sync, touch_then_sleep, str(running), documents=1)
                 )
-                await poll(running.exists)  # the worker runs the job
+                await poll(running.exists, within=STARTS_WITHIN)  # the worker runs the job
                 # the service's leak check: the job accounts for the token it holds
                 assert workers.limiter.borrowed_tokens == workers.jobs_in_flight == 1
                 scope.cancel()
         assert scope.cancelled_caught
         assert workers.limiter.borrowed_tokens == workers.jobs_in_flight == 0
-        await poll(lambda: not pid_alive(pid))
+        await poll(lambda: not pid_alive(pid), within=STARTS_WITHIN)
 
         # the worker is gone: documents are extracted here and count toward a new one
         assert not workers.up(1)
         assert workers.state == "starting"
-        await poll(lambda: workers.state == "up")
+        await poll(lambda: workers.state == "up", within=STARTS_WITHIN)
         assert await workers.run_sync(worker_pid, None, documents=0) not in (None, pid)
 
 
@@ -141,7 +150,7 @@ async def test_a_worker_killed_during_a_job_means_extracting_here(tmp_path: Path
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(job)
-            await poll(running.exists)  # the worker runs the job
+            await poll(running.exists, within=STARTS_WITHIN)  # the worker runs the job
             os.kill(pid, signal.SIGKILL)  # as an out-of-memory killer would
 
         assert results == [None]  # lost: the caller extracts itself
@@ -171,5 +180,5 @@ async def test_closing_after_a_worker_was_killed_is_not_an_error(
         pid = await workers.run_sync(worker_pid, None, documents=0)
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        await poll(lambda: not pid_alive(pid))
+        await poll(lambda: not pid_alive(pid), within=STARTS_WITHIN)
     assert "had ended before the close" in caplog.text

@@ -50,6 +50,7 @@ from tests._kb import (
     open_fake_embedder,
 )
 from tests.retrieval_questions import CORPUS_DIR
+from tests.support.chat import poll
 from tests.support.checks import (
     assert_limiters_free,
     cut_at,
@@ -176,9 +177,7 @@ async def test_documents_extracted_in_a_worker_process_are_stored_the_same(
     expected = await expected_corpus(CORPUS_DIR)
     async with open_extraction_workers(processes=1, start_after=0) as workers:
         assert not workers.up(1)  # start them
-        with trio.fail_after(60):
-            while workers.state != "up":  # noqa: ASYNC110 - a process starting
-                await trio.sleep(0.01)
+        await poll(lambda: workers.state == "up", within=60)
         extractor = RuleExtractor(workers)
         async with ingestor_on(kb, tmp_path, FakeEmbeddings(), extractor=extractor) as (
             ingestor,
