@@ -97,9 +97,7 @@ class ExtractionWorkers:
             stats = self._context.statistics()
             if stats.idle_workers + stats.running_workers > 0:
                 return True
-            # each exited: idle for idle_timeout, or killed by a cancelled job
-            self._state = "down"
-            self._asked = 0
+            self._down()  # each exited: idle for idle_timeout, or killed by a cancelled job
         now = trio.current_time()
         if now - self._last_asked > self._idle_timeout:
             self._asked = 0
@@ -120,8 +118,7 @@ class ExtractionWorkers:
             result: T = await self._job(fn, arg)
         except trio_parallel.BrokenWorkerError as exc:
             log.warning("an extraction worker process was lost (%s); extracting here", exc)
-            self._state = "down"
-            self._asked = 0
+            self._down()
             return None
         self.documents_sent += documents
         return result
@@ -144,8 +141,12 @@ class ExtractionWorkers:
             self.starts += 1
             self._state = "up"
         else:
-            self._state = "down"
-            self._asked = 0
+            self._down()
+
+    def _down(self) -> None:
+        """No worker is up: documents asked for count toward a start from zero."""
+        self._state = "down"
+        self._asked = 0
 
     async def _start_one(self) -> None:
         await self._job(bool, None)
