@@ -29,6 +29,7 @@ import trio
 
 from agent_trio import __version__
 from agent_trio.client import api_key_from_env, iter_frames
+from tests.support.chat import poll
 from tests.support.server import running_server, wait_healthy
 
 pytestmark = pytest.mark.slow
@@ -69,6 +70,19 @@ class Terminal:
 
     async def type(self, keys: str) -> None:
         await self._stream.send_all(keys.encode())
+
+    async def reading_keys(self) -> None:
+        """Wait until the client sleeps in its read of the terminal, after a prompt.
+
+        Ctrl-C is a signal. One that arrives after readline wrote its prompt but before
+        it blocks in select() only trips Python's flag, and is acted on at the next key:
+        a window of a few instructions that a person never hits, but a test typing the
+        moment the prompt shows can, on a loaded machine.
+        """
+        stat = Path(f"/proc/{self.process.pid}/stat")
+        await poll(
+            lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "S", within=self._patience
+        )
 
     async def exit_code(self) -> int:
         with trio.fail_after(self._patience):
@@ -376,6 +390,7 @@ async def test_ctrl_c_cancels_the_answer_and_closes_the_request_not_the_program(
         await term.expect("you> ")
         assert term.process.returncode is None
 
+        await term.reading_keys()
         await term.type("\x03")  # at the prompt: a reminder, not an exit
         await term.expect("(Ctrl-D quits)")
         await term.expect("you> ")
