@@ -34,6 +34,7 @@ from agent_trio.app._process import (
     keep_sigint_for_trio,
     relay_sigterm,
     report_failed_startup,
+    tune_garbage_collection,
 )
 from agent_trio.app._request_log import REQUEST_ID_HEADER, RequestLog
 from agent_trio.app._responses import HealthOut
@@ -142,6 +143,8 @@ def _install_lifespan(
                 log.error("agent-trio failed to start: %s", reason)
             raise
         metrics.attach(service)
+        if owns_process:
+            tune_garbage_collection()
         settings = service.settings
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
         app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_timeout_seconds

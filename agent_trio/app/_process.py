@@ -32,6 +32,7 @@ installed here keeps its traceback (which repeats the line) off the terminal.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -52,6 +53,7 @@ __all__ = [
     "keep_sigint_for_trio",
     "relay_sigterm",
     "report_failed_startup",
+    "tune_garbage_collection",
     "wait_for_stop_signal",
 ]
 
@@ -60,6 +62,10 @@ log = logging.getLogger("agent_trio.app")
 #: Quart logs on the logger named after the app; Hypercorn's server messages
 _QUART_APP_LOGGER = "agent_trio"
 _HYPERCORN_LOGGER = "hypercorn.error"
+
+#: allocations (of objects the cyclic collector tracks, net of those freed) between
+#: two collections of its youngest generation; Python's default is 700
+GC_YOUNG_THRESHOLD = 10_000
 
 _ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], object]
 
@@ -75,6 +81,25 @@ def keep_sigint_for_trio() -> None:
         return
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def tune_garbage_collection() -> None:
+    """Call once the service is up: the cyclic collector leaves what exists by then
+    alone, and looks at young objects less often.
+
+    Reference counting frees almost every object a request makes; the cyclic
+    collector only finds cycles, yet each of its passes walks objects that are
+    alive. At 700 allocations a pass, with a thousand requests in flight, its
+    passes took about a tenth of the serving process's CPU under load
+    (``bench/chat.py``). So the objects made while starting (modules, the
+    service, a local model) move to the permanent generation (``gc.freeze``),
+    and the youngest generation is collected every :data:`GC_YOUNG_THRESHOLD`
+    allocations; the older generations keep Python's ratios.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 @trio.lowlevel.enable_ki_protection
