@@ -23,7 +23,11 @@ never come near the defaults.
 3. **Held streams**: ``--streams`` ``POST /chat/stream`` opened (64 connecting at a
    time); the fake LLM holds every answer until all the streams are open (each has
    its ``session`` frame), then streams it for 5 s. RSS of the server process while
-   all are held, minus its RSS before (after a warm-up), per stream.
+   all are held, minus its RSS before (after a warm-up), per stream. Before them,
+   the frameworks' floor, the same way: as many streams held by
+   ``bench/_floor_server.py`` (Quart-Trio on Hypercorn, nothing of ours; a fresh
+   process each time), first a route that sends one frame and holds, then the same
+   with one httpx stream open to the fake LLM.
 4. **Disconnects**: ``--disconnects`` times, a stream is opened, read to its first
    ``text`` frame (the upstream answer is streaming, slowly), and closed; the time
    until the fake LLM sees its connection closed, on this process's clock. Then the
@@ -470,6 +474,104 @@ async def _until_end(frame: dict[str, Any]) -> bool:
     return frame["type"] not in ("end", "error")
 
 
+@dataclass
+class Floor:
+    """RSS per held stream of ``bench/_floor_server.py``: the frameworks alone."""
+
+    upstream: bool
+    wanted: int
+    held: int = 0
+    rss_idle: int = 0
+    rss_held: int = 0
+
+    @property
+    def per_stream_kb(self) -> float:
+        return (self.rss_held - self.rss_idle) / max(1, self.held) / 1024
+
+
+async def floor_streams(llm: FakeLlm, llm_url: str, n: int, *, upstream: bool) -> Floor:
+    """Hold ``n`` streams of a fresh floor server (with one upstream stream each, if
+    ``upstream``): RSS before and while they are held, as for the chat streams."""
+    result = Floor(upstream, n)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "_floor_server.py"),
+        "--bind",
+        f"127.0.0.1:{port}",
+    ]
+    release = trio.Event()
+    llm.script = [Hold(release)]  # the upstream answers are held until the end
+    process = await trio.lowlevel.open_process(
+        [*command, *(["--upstream", llm_url] if upstream else [])],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    try:
+        async with httpx.AsyncClient(timeout=PATIENCE, limits=limits) as http:
+            with trio.fail_after(PATIENCE):
+                while True:
+                    if process.returncode is not None:
+                        raise SystemExit("the floor server exited")
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await http.get(f"{url}/ping")).status_code == 200:
+                            break
+                    await trio.sleep(0.2)
+            await _hold(http, url, 20, process.pid)  # warm-up: every path once
+            result.rss_idle = rss_bytes(process.pid)
+            result.held, result.rss_held = await _hold(http, url, n, process.pid)
+    finally:
+        release.set()
+        process.terminate()
+        with trio.move_on_after(30):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+    return result
+
+
+async def _hold(http: httpx.AsyncClient, url: str, n: int, pid: int) -> tuple[int, int]:
+    """Open ``n`` streams of ``url``/hold, 64 connecting at a time; once all have their
+    first frame, sample RSS as the chat phase does; close them. (held, largest RSS)."""
+    opening = trio.CapacityLimiter(OPENING_AT_ONCE)
+    all_open = trio.Event()
+    held = 0
+
+    async def one() -> None:
+        nonlocal held
+        await opening.acquire()
+        response = await http.send(http.build_request("POST", f"{url}/hold"), stream=True)
+        # kept: a line iterator that is collected closes the connection (httpcore's)
+        lines = response.aiter_lines()
+        try:
+            async for line in lines:
+                if line.startswith("data:"):
+                    break
+            opening.release()
+            held += 1
+            if held == n:
+                all_open.set()
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await lines.aclose()
+                await response.aclose()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(n):
+            nursery.start_soon(one)
+        with trio.fail_after(PATIENCE):
+            await all_open.wait()
+        samples = []
+        for _ in range(5):
+            samples.append(rss_bytes(pid))
+            await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    return held, max(samples)
+
+
 # -- phase 4: disconnects ---------------------------------------------------------------
 
 
@@ -526,6 +628,7 @@ class Results:
     chat_saturated: Saturation | None = None
     ping_saturated: Saturation | None = None
     streams: Streams | None = None
+    floors: list[Floor] = field(default_factory=list)
     disconnects: Disconnects | None = None
     loads: dict[str, str] = field(default_factory=dict)
     final_limiters: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -540,7 +643,7 @@ async def run(args: argparse.Namespace) -> Results:
             embed_url = await nursery.start(serve_embeddings)
             server = await start_server(Path(tmp), llm_url, embed_url)
             try:
-                await measure(server, llm, args, results)
+                await measure(server, llm, llm_url, args, results)
             finally:
                 if args.keep_log:
                     shutil.copy(server.log_path, args.keep_log)
@@ -553,7 +656,9 @@ async def run(args: argparse.Namespace) -> Results:
     return results
 
 
-async def measure(server: Server, llm: FakeLlm, args: argparse.Namespace, results: Results) -> None:
+async def measure(
+    server: Server, llm: FakeLlm, llm_url: str, args: argparse.Namespace, results: Results
+) -> None:
     async with httpx.AsyncClient(timeout=PATIENCE) as http:
         log(f"starting the server on {server.url}")
         await wait_healthy(http, server)
@@ -577,6 +682,10 @@ async def measure(server: Server, llm: FakeLlm, args: argparse.Namespace, result
 
     results.loads["streams"] = load_average()
     log(f"3. {args.streams} held streams (load {results.loads['streams']})")
+    for upstream in (False, True):
+        floor = await floor_streams(llm, llm_url, args.streams, upstream=upstream)
+        results.floors.append(floor)
+        log(f"  floor{' with upstream' if upstream else ''}: {floor.per_stream_kb:.1f} KB a stream")
     results.streams = await held_streams(server, llm, args.streams)
 
     results.loads["disconnects"] = load_average()
@@ -612,6 +721,7 @@ def section(r: Results, command: str) -> str:
     zero_p99 = ms(percentile(dc.zero_after, 0.99)) if dc.zero_after else "-"
     cut_ok = cut_p99 <= 0.050 and dc.limiters_late == 0 and dc.not_seen == 0
     streams_ok = st.peak_open >= 1000 and st.per_stream_kb <= 30
+    floors = ", ".join(f"{f.per_stream_kb:.1f} KB {_FLOOR_SHORT[f.upstream]}" for f in r.floors)
     loads = "; ".join(f"{phase} {load}" for phase, load in r.loads.items())
     intro = f"""The real server (`bench/_chat_server.py`: `python -m agent_trio serve` with
     hypercorn.toml, plus timing hooks and a trivial route) on the embedded engine, with
@@ -636,7 +746,12 @@ def section(r: Results, command: str) -> str:
     held = f"""*Held streams*: {st.wanted} `POST /chat/stream` opened, {OPENING_AT_ONCE}
     connecting at a time; the fake LLM holds each answer until every stream has its
     `session` frame, then streams it for {STREAM_SECONDS:.0f} s. RSS is sampled while
-    all are held and once while they stream; the largest sample counts."""
+    all are held and once while they stream; the largest sample counts. *The floor*:
+    the same count of streams held, the same way, by `bench/_floor_server.py`, a
+    Quart-Trio app on Hypercorn's Trio worker with nothing of ours (a fresh process
+    for each row, run just before the chat streams): a route that sends one frame and
+    holds; then the same with one httpx stream open to the fake LLM, which holds its
+    answer. A held chat stream keeps at least that much open."""
     lines = [
         "## Chat: our own time, held streams, disconnects",
         "",
@@ -668,6 +783,10 @@ def section(r: Results, command: str) -> str:
         f"| seconds to open them all | {st.seconds_to_open:.1f} s |",
         f"| server RSS idle / held | {st.rss_idle / 2**20:.0f} MB / {st.rss_held / 2**20:.0f} MB |",
         f"| **RSS per open stream** | {st.per_stream_kb:.1f} KB |",
+        *(
+            f"| ... floor: {_FLOOR_ROWS[f.upstream]} ({f.held} held) | {f.per_stream_kb:.1f} KB |"
+            for f in r.floors
+        ),
         f"| streams ended with `end` / otherwise | {st.ended} / {st.failed} |",
         *(f"| ... {why} | {count} |" for why, count in st.failures.items()),
         f"| limiters at zero after | {_zero(st.limiters_zero_after)} |",
@@ -689,9 +808,17 @@ def section(r: Results, command: str) -> str:
         f" - {verdict(ours_p50 <= 0.005)}",
         f"- ≤ 10 ms CPU per chat at saturation: {cs.cpu_ms:.1f} ms - {verdict(cs.cpu_ms <= 10)}",
         f"- 1000 concurrent streams at ≤ 30 KB RSS each: {st.peak_open} held,"
-        f" {st.per_stream_kb:.1f} KB - {verdict(streams_ok)}",
+        f" {st.per_stream_kb:.1f} KB - {verdict(streams_ok)}"
+        + (f" (the frameworks' floor in the same run: {floors})" if floors else ""),
     ]
     return "\n".join(lines) + "\n"
+
+
+_FLOOR_ROWS = {
+    False: "Quart-Trio on Hypercorn holding a stream",
+    True: "the same, with one httpx stream upstream",
+}
+_FLOOR_SHORT = {False: "for a held stream", True: "with one upstream stream"}
 
 
 def _fill(text: str) -> str:
