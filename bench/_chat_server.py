@@ -11,7 +11,9 @@ process) after two additions that only the benchmark has:
   monotonic clock (``time.perf_counter``, the same clock in every process here);
   ``GET /_bench/intervals`` returns the intervals recorded since the last call;
 * ``GET /_bench/ping`` answers ``{"ok": true}`` and does nothing else: the floor
-  of the framework (Quart-Trio on Hypercorn), routed through the same app.
+  of the framework (Quart-Trio on Hypercorn), routed through the same app;
+* ``GET /_bench/collector`` returns the CPU seconds and the passes of the cyclic
+  garbage collector so far (``gc.callbacks``, the collecting thread's time).
 
 With ``BENCH_TRACEMALLOC=N`` it traces allocations (N frames) and the held-streams
 phase of ``bench/chat.py`` prints where the memory of the open streams went.
@@ -22,6 +24,7 @@ CPU of the serving thread, and writes the profile to FILE when it stops.
 from __future__ import annotations
 
 import cProfile
+import gc
 import os
 import sys
 import time
@@ -37,6 +40,18 @@ ROOT = Path(__file__).resolve().parent.parent
 INTERVALS: list[tuple[float, float, str]] = []
 #: the tracemalloc snapshot that ``/_bench/memory`` compares with
 _BASELINE: tracemalloc.Snapshot | None = None
+#: CPU seconds (of the collecting thread) and passes of the cyclic garbage collector
+COLLECTOR: dict[str, float] = {"seconds": 0.0, "passes": 0}
+_collecting_since = 0.0
+
+
+def _time_collections(phase: str, info: dict[str, int]) -> None:
+    global _collecting_since
+    if phase == "start":
+        _collecting_since = time.thread_time()
+    else:
+        COLLECTOR["seconds"] += time.thread_time() - _collecting_since
+        COLLECTOR["passes"] += 1
 
 
 def _timed(function: Callable[..., Awaitable[Any]], kind: str) -> Callable[..., Awaitable[Any]]:
@@ -105,6 +120,9 @@ def add_routes() -> None:
         INTERVALS.clear()
         return {"intervals": taken}
 
+    async def collector() -> dict[str, float]:
+        return dict(COLLECTOR)
+
     async def memory() -> dict[str, list[str]]:
         """With ``BENCH_TRACEMALLOC``: the first call takes a baseline, later ones the
         largest growth since it, by line."""
@@ -131,6 +149,7 @@ def add_routes() -> None:
         app.add_url_rule("/_bench/ping", "bench_ping", ping, methods=["GET"])
         app.add_url_rule("/_bench/intervals", "bench_intervals", intervals, methods=["GET"])
         app.add_url_rule("/_bench/memory", "bench_memory", memory, methods=["GET"])
+        app.add_url_rule("/_bench/collector", "bench_collector", collector, methods=["GET"])
         return app
 
     _serve.create_app = create_app_with_routes  # type: ignore[assignment]
@@ -142,6 +161,7 @@ def main() -> int:
         tracemalloc.start(int(os.environ["BENCH_TRACEMALLOC"]))
     install_hooks()
     add_routes()
+    gc.callbacks.append(_time_collections)
     from agent_trio._cli import main as cli
 
     options = sys.argv[1:]
