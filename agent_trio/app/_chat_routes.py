@@ -155,6 +155,7 @@ class _Slot:
         self._in_flight = service.in_flight
         self._metrics = metrics
         self._kind = kind
+        self._held = False
 
     async def take(self) -> None:
         """Take the slot, or 503 (a ``rejected`` chat) when none frees up within
@@ -162,6 +163,7 @@ class _Slot:
         waiting_since = trio.current_time()
         with trio.move_on_after(SLOT_WAIT):
             await self._limiter.acquire_on_behalf_of(self)
+            self._held = True
             self._waits.add(self._limiter, trio.current_time() - waiting_since)
             self._in_flight.begin(self._kind)
             return
@@ -170,8 +172,9 @@ class _Slot:
 
     def release(self) -> bool:
         """Give the slot back, if it is still held (idempotent); True if it was."""
-        if self not in self._limiter.statistics().borrowers:
+        if not self._held:
             return False
+        self._held = False
         self._limiter.release_on_behalf_of(self)
         self._in_flight.end(self._kind)
         return True
