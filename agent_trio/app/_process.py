@@ -89,12 +89,12 @@ def tune_garbage_collection() -> None:
 
     Reference counting frees almost every object a request makes; the cyclic
     collector only finds cycles, yet each of its passes walks objects that are
-    alive. At 700 allocations a pass, with a thousand requests in flight, its
-    passes took about a tenth of the serving process's CPU under load
-    (``bench/chat.py``). So the objects made while starting (modules, the
-    service, a local model) move to the permanent generation (``gc.freeze``),
-    and the youngest generation is collected every :data:`GC_YOUNG_THRESHOLD`
-    allocations; the older generations keep Python's ratios.
+    alive. At 700 allocations a pass, with 16 chats in flight, its passes took
+    about a tenth of the serving process's CPU (``bench/chat.py``). So the
+    objects made while starting (modules, the service, a local model) move to
+    the permanent generation (``gc.freeze``), and the youngest generation is
+    collected every :data:`GC_YOUNG_THRESHOLD` allocations; the older
+    generations keep Python's ratios.
     """
     gc.collect()
     gc.freeze()
