@@ -103,6 +103,16 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+async def rss_samples(pid: int) -> list[int]:
+    """RSS of ``pid``, five times over a second: what the held-stream phases take the
+    largest of."""
+    samples = []
+    for _ in range(5):
+        samples.append(rss_bytes(pid))
+        await trio.sleep(0.2)
+    return samples
+
+
 def covered(intervals: Sequence[Sequence[Any]], start: float, end: float, kind: str = "") -> float:
     """Length of the union of ``intervals`` (of ``kind``, if given) clipped to [start, end]."""
     clipped = sorted(
@@ -466,10 +476,7 @@ async def held_streams(server: Server, llm: FakeLlm, n: int) -> Streams:
             log(f"  {result.peak_open} streams open after {result.seconds_to_open:.1f} s")
             for line in (await http.get(f"{server.url}/_bench/memory")).json()["top"]:
                 log(f"  memory: {line}")
-            samples = []
-            for _ in range(5):
-                samples.append(rss_bytes(server.pid))
-                await trio.sleep(0.2)
+            samples = await rss_samples(server.pid)
             release.set()
             await trio.sleep(STREAM_SECONDS / 2)
             samples.append(rss_bytes(server.pid))
@@ -571,10 +578,7 @@ async def _hold(http: httpx.AsyncClient, url: str, n: int, pid: int) -> tuple[in
             nursery.start_soon(one)
         with trio.fail_after(PATIENCE):
             await all_open.wait()
-        samples = []
-        for _ in range(5):
-            samples.append(rss_bytes(pid))
-            await trio.sleep(0.2)
+        samples = await rss_samples(pid)
         nursery.cancel_scope.cancel()
     return held, max(samples)
 
